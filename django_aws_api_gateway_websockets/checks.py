@@ -1,0 +1,209 @@
+"""System checks: misconfiguration is reported by ``manage.py check``, never found in production.
+
+Ids are stable: ``dagw.E001``… for errors, ``dagw.W001``… for warnings. A check never raises; a
+setting of the wrong type is an error message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS, NUMERIC_KEYS, POSITIVE_KEYS, SETTINGS_NAME
+from .contract import MAX_MAPPED_VALUE_LENGTH
+
+W_NO_SECRET = "dagw.W001"
+
+
+def _user_settings() -> tuple[dict[str, Any], list[Error]]:
+    value = getattr(settings, SETTINGS_NAME, {})
+    if not isinstance(value, dict):
+        return {}, [Error(f"{SETTINGS_NAME} must be a dict.", id="dagw.E001", obj=SETTINGS_NAME)]
+    return value, []
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    user, errors = _user_settings()
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown key {key!r} in {SETTINGS_NAME}.",
+                hint="See the settings reference for valid keys.",
+                id="dagw.E002",
+            )
+        )
+    for key in NUMERIC_KEYS:
+        if key not in user:
+            continue
+        value = user[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(Error(f"{SETTINGS_NAME}[{key!r}] must be a number.", id="dagw.E003"))
+        elif value < 0 or (key in POSITIVE_KEYS and value == 0):
+            bound = "greater than 0" if key in POSITIVE_KEYS else "0 or more"
+            errors.append(Error(f"{SETTINGS_NAME}[{key!r}] must be {bound}.", id="dagw.E004"))
+    errors += _check_secrets(user.get("GATEWAY_SECRETS", []))
+    if "CHANNEL_NAME_PATTERN" in user:
+        pattern = user["CHANNEL_NAME_PATTERN"]
+        try:
+            if not isinstance(pattern, str):
+                raise TypeError
+            re.compile(pattern)
+        except (TypeError, re.error):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}['CHANNEL_NAME_PATTERN'] must be a valid regular expression.",
+                    id="dagw.E006",
+                )
+            )
+    allow = user.get("ALLOW_UNAUTHENTICATED_GATEWAY")
+    if allow is not None and not isinstance(allow, bool):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['ALLOW_UNAUTHENTICATED_GATEWAY'] must be True, False or None.",
+                id="dagw.E007",
+            )
+        )
+    return errors
+
+
+def _check_secrets(secrets: Any) -> list[Error]:
+    if isinstance(secrets, str) or not isinstance(secrets, (list, tuple)):
+        return [
+            Error(
+                f"{SETTINGS_NAME}['GATEWAY_SECRETS'] must be a list of strings.",
+                hint="Use a list even for one secret; list a new secret first to rotate.",
+                id="dagw.E005",
+            )
+        ]
+    for secret in secrets:
+        if not isinstance(secret, str) or not secret:
+            return [
+                Error(
+                    f"{SETTINGS_NAME}['GATEWAY_SECRETS'] must contain non-empty strings.",
+                    id="dagw.E005",
+                )
+            ]
+        if "'" in secret or len(secret) + 2 > MAX_MAPPED_VALUE_LENGTH:
+            return [
+                Error(
+                    "A gateway secret cannot contain a single quote or exceed 510 characters.",
+                    hint="API Gateway stores it as a quoted static mapping value.",
+                    id="dagw.E008",
+                )
+            ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_gateway_secret(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    user, _errors = _user_settings()
+    secrets = user.get("GATEWAY_SECRETS") or []
+    if not secrets:
+        return [
+            Warning(
+                "No gateway secret is configured: anyone who knows the API id could forge "
+                "WebSocket events.",
+                hint=f"Set {SETTINGS_NAME}['GATEWAY_SECRETS'] to a list with a long random "
+                "string and re-provision the integrations.",
+                id=W_NO_SECRET,
+            )
+        ]
+    if any(isinstance(s, str) and len(s) < 32 for s in secrets):
+        return [
+            Warning(
+                "A gateway secret is shorter than 32 characters.",
+                hint="Use e.g. secrets.token_urlsafe(32).",
+                id="dagw.W002",
+            )
+        ]
+    return []
+
+
+@register(Tags.urls)
+def check_websocket_urls(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    from .discovery import websocket_views
+    from .routing import DEFAULT_HANDLER, RESERVED_NAMES
+    from .views import WebSocketView
+
+    messages: list[Error | Warning] = []
+    try:
+        routed = websocket_views()
+    except Exception as exc:
+        return [Warning(f"Could not inspect the URLconf: {exc}", id="dagw.W003")]
+    seen: set[type] = set()
+    for entry in routed:
+        if "route" not in entry.converters:
+            messages.append(
+                Error(
+                    f"URL pattern {entry.pattern!r} routes to {entry.view_class.__name__} "
+                    "without a 'route' slug.",
+                    hint='Use path("ws/<slug:route>", YourView.as_view()).',
+                    obj=entry.view_class,
+                    id="dagw.E010",
+                )
+            )
+        view = entry.view_class
+        if view in seen:
+            continue
+        seen.add(view)
+        if view.dispatch is not WebSocketView.dispatch:
+            messages.append(
+                Warning(
+                    f"{view.__name__} overrides dispatch(); the security pipeline lives there.",
+                    hint="Use handler methods, has_channel_permission() or signals instead.",
+                    obj=view,
+                    id="dagw.W011",
+                )
+            )
+        bad = [
+            name
+            for name in getattr(view, "allowed_handlers", ()) or ()
+            if name.startswith("_") or name in RESERVED_NAMES
+        ]
+        if bad:
+            messages.append(
+                Error(
+                    f"{view.__name__}.allowed_handlers lists names clients may never call: "
+                    f"{', '.join(sorted(bad))}.",
+                    obj=view,
+                    id="dagw.E011",
+                )
+            )
+        missing = [
+            name
+            for name in getattr(view, "allowed_handlers", ()) or ()
+            if not callable(getattr(view, name, None))
+        ]
+        if missing:
+            messages.append(
+                Error(
+                    f"{view.__name__}.allowed_handlers names methods that do not exist: "
+                    f"{', '.join(sorted(missing))}.",
+                    obj=view,
+                    id="dagw.E012",
+                )
+            )
+        if not callable(getattr(view, DEFAULT_HANDLER, None)):
+            messages.append(
+                Warning(
+                    f"{view.__name__} has no default() handler: messages that name no allowed "
+                    "handler will be refused with 404.",
+                    obj=view,
+                    id="dagw.W012",
+                )
+            )
+        needs_user = view.permissions_required or view.all_permissions_required
+        if needs_user and not view.USE_WS_TOKEN:
+            messages.append(
+                Error(
+                    f"{view.__name__} requires permissions but USE_WS_TOKEN is False, so no "
+                    "connection can carry a user.",
+                    obj=view,
+                    id="dagw.E013",
+                )
+            )
+    return messages

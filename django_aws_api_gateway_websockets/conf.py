@@ -1,0 +1,109 @@
+"""The package's one settings dict, ``AWS_API_GATEWAY_WEBSOCKETS``, with its documented defaults.
+
+Read values through :data:`ws_settings` (``ws_settings.TOKEN_LIFETIME``); it re-reads Django's
+settings when ``override_settings`` changes them, so tests can tune any knob. Type and value
+errors are reported by the system checks in :mod:`.checks`, never raised here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTINGS_NAME = "AWS_API_GATEWAY_WEBSOCKETS"
+
+#: Every knob with its default. ``docs/settings.rst`` documents each one; keep them in step.
+DEFAULTS: dict[str, Any] = {
+    # Shared secrets that API Gateway sends in a static header on every integration request.
+    # The first one is what provisioning writes; all of them are accepted (rotation).
+    "GATEWAY_SECRETS": [],
+    # Accept events without a gateway secret when none is configured. ``None`` means "only
+    # while settings.DEBUG is on", so a production site never runs unauthenticated by accident.
+    "ALLOW_UNAUTHENTICATED_GATEWAY": None,
+    # How long a process may use its cached copy of the gateway records (seconds).
+    "GATEWAY_CACHE_SECONDS": 5.0,
+    # WebSocket tokens: lifetime in seconds.
+    "TOKEN_LIFETIME": 60,
+    # Token minting: at most TOKEN_MINT_LIMIT per user (per IP for anonymous) per window.
+    "TOKEN_MINT_LIMIT": 20,
+    "TOKEN_MINT_WINDOW": 60,
+    # Connection attempts ($connect) per source IP and per authenticated user per window.
+    "CONNECT_LIMIT_PER_IP": 60,
+    "CONNECT_LIMIT_PER_USER": 30,
+    "CONNECT_WINDOW": 60,
+    # Channel names a client may ask for with ?channel=.
+    "CHANNEL_NAME_PATTERN": r"^[A-Za-z0-9_.:-]{1,100}$",
+    # A session's last_seen_at is written at most once per this many seconds (0: every message).
+    "LAST_SEEN_UPDATE_INTERVAL": 60,
+    # Cleanup: keep disconnected sessions this long (seconds) before deleting them.
+    "DISCONNECTED_SESSION_RETENTION": 24 * 60 * 60,
+    # Cleanup: keep used or expired tokens this long (seconds) before deleting them.
+    "TOKEN_RETENTION": 60 * 60,
+    # Cleanup: keep rate-limit windows this long after they end (seconds).
+    "RATE_LIMIT_RETENTION": 60 * 60,
+}
+
+#: Keys whose defaults are integers or floats (seconds or counts); all must be >= 0.
+NUMERIC_KEYS = (
+    "GATEWAY_CACHE_SECONDS",
+    "TOKEN_LIFETIME",
+    "TOKEN_MINT_LIMIT",
+    "TOKEN_MINT_WINDOW",
+    "CONNECT_LIMIT_PER_IP",
+    "CONNECT_LIMIT_PER_USER",
+    "CONNECT_WINDOW",
+    "LAST_SEEN_UPDATE_INTERVAL",
+    "DISCONNECTED_SESSION_RETENTION",
+    "TOKEN_RETENTION",
+    "RATE_LIMIT_RETENTION",
+)
+
+#: Keys that must be strictly positive (a zero window or lifetime makes no sense).
+POSITIVE_KEYS = ("TOKEN_LIFETIME", "TOKEN_MINT_WINDOW", "CONNECT_WINDOW")
+
+
+class WebSocketSettings:
+    """Attribute access to the settings dict, falling back to :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, SETTINGS_NAME, {})
+        return value if isinstance(value, dict) else {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self.user_settings.get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+    @property
+    def gateway_secrets(self) -> list[str]:
+        """The configured secrets, tolerating a single string where a list was meant."""
+        secrets = self.GATEWAY_SECRETS
+        if isinstance(secrets, str):
+            secrets = [secrets]
+        return [s for s in secrets if isinstance(s, str) and s]
+
+    @property
+    def allow_unauthenticated_gateway(self) -> bool:
+        allow = self.ALLOW_UNAUTHENTICATED_GATEWAY
+        return bool(settings.DEBUG) if allow is None else bool(allow)
+
+
+ws_settings = WebSocketSettings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SETTINGS_NAME, "DEBUG"):
+        ws_settings.reload()

@@ -1,0 +1,174 @@
+"""The contract between API Gateway and Django: the one place that names what an integration sends.
+
+API Gateway does not forward the connection id or anything trustworthy about the client unless an
+integration maps it with ``RequestParameters`` (reference: "request parameter mapping" in the AWS
+WebSocket API docs). This module declares those mappings once. Provisioning writes
+:func:`integration_request_parameters` onto every integration, the local gateway applies the same
+mapping, the test helpers build requests with :func:`integration_headers`, and
+:mod:`.events` reads the headers back. No other module may spell these header names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+#: API Gateway's hard limits (see "quotas" in the AWS reference).
+MAX_MESSAGE_BYTES = 128 * 1024
+MAX_CONNECTION_SECONDS = 2 * 60 * 60
+IDLE_TIMEOUT_SECONDS = 10 * 60
+INTEGRATION_TIMEOUT_MILLIS = 29_000
+#: A mapped value may not exceed 512 characters (``StringWithLengthBetween1And512``).
+MAX_MAPPED_VALUE_LENGTH = 512
+
+#: The HTTP method every integration uses to call Django.
+INTEGRATION_METHOD = "POST"
+INTEGRATION_TYPE = "HTTP_PROXY"
+
+CONNECT = "$connect"
+DISCONNECT = "$disconnect"
+DEFAULT = "$default"
+
+#: Route key -> the ``route`` URL slug Django sees for it (``$`` is not valid in a slug).
+SYSTEM_ROUTE_SLUGS: dict[str, str] = {
+    CONNECT: "connect",
+    DISCONNECT: "disconnect",
+    DEFAULT: "default",
+}
+
+#: The query-string parameters a browser uses on ``$connect``.
+CHANNEL_QUERY_PARAM = "channel"
+TOKEN_QUERY_PARAM = "ws_token"
+
+
+@dataclass(frozen=True)
+class MappedHeader:
+    """One header an integration adds, and the API Gateway source it is mapped from."""
+
+    name: str
+    source: str
+
+    @property
+    def target(self) -> str:
+        return f"integration.request.header.{self.name}"
+
+    @property
+    def meta_key(self) -> str:
+        """The key under which Django exposes this header in ``request.META``."""
+        return "HTTP_" + self.name.upper().replace("-", "_")
+
+
+CONNECTION_ID = MappedHeader("X-Ws-Connection-Id", "context.connectionId")
+API_ID = MappedHeader("X-Ws-Api-Id", "context.apiId")
+STAGE = MappedHeader("X-Ws-Stage", "context.stage")
+ROUTE_KEY = MappedHeader("X-Ws-Route-Key", "context.routeKey")
+EVENT_TYPE = MappedHeader("X-Ws-Event-Type", "context.eventType")
+REQUEST_ID = MappedHeader("X-Ws-Request-Id", "context.requestId")
+SOURCE_IP = MappedHeader("X-Ws-Source-Ip", "context.identity.sourceIp")
+USER_AGENT = MappedHeader("X-Ws-User-Agent", "context.identity.userAgent")
+#: The gateway secret is a static value: its source is the quoted secret itself.
+GATEWAY_SECRET_HEADER = "X-Ws-Gateway-Secret"
+
+#: Every context-derived header, in the order provisioning writes them.
+MAPPED_HEADERS: tuple[MappedHeader, ...] = (
+    CONNECTION_ID,
+    API_ID,
+    STAGE,
+    ROUTE_KEY,
+    EVENT_TYPE,
+    REQUEST_ID,
+    SOURCE_IP,
+    USER_AGENT,
+)
+
+GATEWAY_SECRET_META_KEY = "HTTP_" + GATEWAY_SECRET_HEADER.upper().replace("-", "_")
+
+#: Event types as ``context.eventType`` reports them.
+EVENT_TYPES = {CONNECT: "CONNECT", DISCONNECT: "DISCONNECT"}
+MESSAGE_EVENT_TYPE = "MESSAGE"
+
+
+def static_value(value: str) -> str:
+    """A static ``RequestParameters`` source: the value in single quotes.
+
+    API Gateway's mapping syntax has no escape for a quote, so a secret must not contain one.
+    """
+    if "'" in value:
+        raise ValueError("A static mapping value cannot contain a single quote.")
+    quoted = f"'{value}'"
+    if len(quoted) > MAX_MAPPED_VALUE_LENGTH:
+        raise ValueError(f"A mapping value is limited to {MAX_MAPPED_VALUE_LENGTH} characters.")
+    return quoted
+
+
+def integration_request_parameters(secret: str | None) -> dict[str, str]:
+    """``RequestParameters`` for ``create_integration``: target -> source, WebSocket syntax."""
+    params = {header.target: header.source for header in MAPPED_HEADERS}
+    if secret:
+        params[f"integration.request.header.{GATEWAY_SECRET_HEADER}"] = static_value(secret)
+    return params
+
+
+def route_slug(route_key: str) -> str:
+    """The URL slug an integration calls for ``route_key`` (custom keys are used as they are)."""
+    return SYSTEM_ROUTE_SLUGS.get(route_key, route_key)
+
+
+def integration_uri(target_base_endpoint: str, slug: str) -> str:
+    """The URL API Gateway calls: the gateway's target base endpoint plus the route slug."""
+    return target_base_endpoint.rstrip("/") + "/" + slug
+
+
+def event_type_for(route_key: str) -> str:
+    return EVENT_TYPES.get(route_key, MESSAGE_EVENT_TYPE)
+
+
+def integration_headers(
+    *,
+    connection_id: str,
+    api_id: str,
+    route_key: str,
+    source_ip: str,
+    secret: str | None,
+    stage: str = "production",
+    request_id: str = "",
+    user_agent: str = "",
+) -> dict[str, str]:
+    """The headers an integration request carries, as API Gateway would set them.
+
+    Used by the local gateway and the test helpers so they cannot drift from provisioning.
+    """
+    values: Mapping[MappedHeader, str] = {
+        CONNECTION_ID: connection_id,
+        API_ID: api_id,
+        STAGE: stage,
+        ROUTE_KEY: route_key,
+        EVENT_TYPE: event_type_for(route_key),
+        REQUEST_ID: request_id or connection_id,
+        SOURCE_IP: source_ip,
+        USER_AGENT: user_agent,
+    }
+    headers = {header.name: value for header, value in values.items()}
+    # API Gateway adds these itself (observed in execution logs); X-Forwarded-For is not trusted.
+    headers["X-Amzn-Apigateway-Api-Id"] = api_id
+    headers["User-Agent"] = f"AmazonAPIGateway_{api_id}"
+    headers["X-Forwarded-For"] = source_ip
+    headers["X-Forwarded-Proto"] = "https"
+    headers["X-Forwarded-Port"] = "443"
+    if secret:
+        headers[GATEWAY_SECRET_HEADER] = secret
+    return headers
+
+
+def as_meta(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as Django's test client takes them in ``**extra`` (``HTTP_X_WS_...``)."""
+    meta = {}
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        meta[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    return meta
+
+
+def message_route_keys(custom_route_keys: Sequence[str]) -> list[str]:
+    """Route keys that carry client messages: ``$default`` and the custom ones."""
+    return [DEFAULT, *custom_route_keys]

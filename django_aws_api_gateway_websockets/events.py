@@ -1,0 +1,156 @@
+"""Parse and authenticate an integration request from API Gateway into a :class:`GatewayEvent`.
+
+Everything a client or a forger controls passes through here first. The gateway secret is checked
+before anything else is read; every other problem becomes a :class:`~.exceptions.BadEvent` (400) or
+:class:`~.exceptions.PayloadTooLarge` (413), never an unhandled error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, QueryDict
+from django.utils.translation import gettext as _
+
+from . import contract
+from .conf import ws_settings
+from .exceptions import BadEvent, Forbidden, PayloadTooLarge
+
+#: API Gateway's ids are 16 characters of base64url; accept any opaque id of that alphabet.
+CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9_=-]{1,128}$")
+API_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+#: Only these route slugs have a fixed meaning; every other slug is a message route.
+CONNECT_SLUG = contract.SYSTEM_ROUTE_SLUGS[contract.CONNECT]
+DISCONNECT_SLUG = contract.SYSTEM_ROUTE_SLUGS[contract.DISCONNECT]
+DEFAULT_SLUG = contract.SYSTEM_ROUTE_SLUGS[contract.DEFAULT]
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """One call from API Gateway, after authentication and validation."""
+
+    route: str
+    connection_id: str
+    api_id: str
+    source_ip: str | None
+    user_agent: str
+    stage: str
+    request_id: str
+    query: QueryDict
+    raw_body: str
+    json: Any = field(default=None)
+
+    @property
+    def is_connect(self) -> bool:
+        return self.route == CONNECT_SLUG
+
+    @property
+    def is_disconnect(self) -> bool:
+        return self.route == DISCONNECT_SLUG
+
+    @property
+    def is_message(self) -> bool:
+        return not (self.is_connect or self.is_disconnect)
+
+
+def authenticate_gateway(request: HttpRequest) -> None:
+    """Check the shared secret in constant time against every configured one (rotation).
+
+    Each comparison runs even after a match, so timing tells nothing about which secret matched.
+    """
+    secrets = ws_settings.gateway_secrets
+    if not secrets:
+        if ws_settings.allow_unauthenticated_gateway:
+            return
+        raise Forbidden(_("Gateway authentication is not configured."))
+    given = request.META.get(contract.GATEWAY_SECRET_META_KEY, "")
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(given_bytes, secret.encode("utf-8"))
+    if not matched:
+        raise Forbidden(_("Gateway authentication failed."))
+
+
+def _header(request: HttpRequest, header: contract.MappedHeader) -> str:
+    value = request.META.get(header.meta_key, "")
+    return value if isinstance(value, str) else ""
+
+
+def _source_ip(request: HttpRequest) -> str | None:
+    """The client's TCP source address as API Gateway mapped it; never X-Forwarded-For."""
+    raw = _header(request, contract.SOURCE_IP).strip()
+    if not raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise BadEvent(_("Malformed source IP.")) from None
+
+
+def _body(request: HttpRequest) -> str:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadEvent(_("Malformed Content-Length.")) from None
+    if declared > contract.MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(_("Messages are limited to 128 KB."))
+    try:
+        raw = request.body
+    except SuspiciousOperation:
+        raise PayloadTooLarge(_("Messages are limited to 128 KB.")) from None
+    if len(raw) > contract.MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(_("Messages are limited to 128 KB."))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadEvent(_("Messages must be UTF-8 text.")) from None
+
+
+def _json(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
+    """Authenticate ``request`` as coming from API Gateway and return its typed event."""
+    authenticate_gateway(request)
+    connection_id = _header(request, contract.CONNECTION_ID)
+    if not CONNECTION_ID_RE.match(connection_id):
+        raise BadEvent(_("Missing or malformed connection id."))
+    api_id = _header(request, contract.API_ID) or request.META.get(
+        "HTTP_X_AMZN_APIGATEWAY_API_ID", ""
+    )
+    if not isinstance(api_id, str) or not API_ID_RE.match(api_id):
+        raise BadEvent(_("Missing or malformed API id."))
+    source_ip = _source_ip(request)
+    raw_body = _body(request)
+    try:
+        query = request.GET
+        len(query)  # QueryDict parses lazily on some paths; force errors to surface here.
+    except SuspiciousOperation:
+        raise BadEvent(_("Malformed query string.")) from None
+    is_message = route not in (CONNECT_SLUG, DISCONNECT_SLUG)
+    return GatewayEvent(
+        route=route,
+        connection_id=connection_id,
+        api_id=api_id,
+        source_ip=source_ip,
+        user_agent=_header(request, contract.USER_AGENT)[:512],
+        stage=_header(request, contract.STAGE)[:128],
+        request_id=_header(request, contract.REQUEST_ID)[:128],
+        query=query,
+        raw_body=raw_body,
+        json=_json(raw_body) if is_message else None,
+    )

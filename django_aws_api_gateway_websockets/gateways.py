@@ -1,0 +1,91 @@
+"""The gateway records an event is checked against, cached per process for a few seconds.
+
+Every event names its API id; looking the record up on each event would cost a query (the prior
+package paid one per event). Instead each process keeps a snapshot of all gateways and their custom
+route slugs, refreshed when it is older than ``GATEWAY_CACHE_SECONDS`` and dropped at once when this
+process saves a record. Other processes over the same database see a change within that interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.utils.translation import gettext as _
+
+from .conf import ws_settings
+from .events import DEFAULT_SLUG
+from .exceptions import Forbidden
+from .models import ApiGateway, ApiGatewayAdditionalRoute
+
+
+@dataclass(frozen=True)
+class GatewayInfo:
+    """What the view needs to know about a gateway, without touching the database."""
+
+    pk: int
+    api_id: str
+    name: str
+    default_channel_name: str
+    message_routes: frozenset[str]
+
+
+class GatewayCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_api_id: dict[str, GatewayInfo] = {}
+        self._loaded_at = float("-inf")
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
+
+    def _load(self) -> None:
+        routes: dict[int, set[str]] = {}
+        for gateway_id, slug, key, uri in ApiGatewayAdditionalRoute.objects.values_list(
+            "gateway_id", "route_slug", "route_key", "integration_uri"
+        ):
+            if not uri:
+                routes.setdefault(gateway_id, set()).add(slug or key)
+        snapshot = {}
+        for pk, api_id, name, channel in ApiGateway.objects.exclude(api_id=None).values_list(
+            "pk", "api_id", "name", "default_channel_name"
+        ):
+            snapshot[api_id] = GatewayInfo(
+                pk=pk,
+                api_id=api_id,
+                name=name,
+                default_channel_name=channel,
+                message_routes=frozenset({DEFAULT_SLUG, *routes.get(pk, ())}),
+            )
+        self._by_api_id = snapshot
+        self._loaded_at = time.monotonic()
+
+    def get(self, api_id: str) -> GatewayInfo:
+        """The gateway for ``api_id``; :class:`Forbidden` when no record has that id."""
+        if self._stale():
+            with self._lock:
+                if self._stale():
+                    self._load()
+        info = self._by_api_id.get(api_id)
+        if info is None:
+            raise Forbidden(_("Unknown API."))
+        return info
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+
+gateway_cache = GatewayCache()
+
+
+@receiver(post_save, sender=ApiGateway)
+@receiver(post_delete, sender=ApiGateway)
+@receiver(post_save, sender=ApiGatewayAdditionalRoute)
+@receiver(post_delete, sender=ApiGatewayAdditionalRoute)
+def _invalidate(**kwargs: Any) -> None:
+    gateway_cache.clear()

@@ -1,0 +1,336 @@
+"""Database records: API Gateway APIs, their custom routes, WebSocket sessions, tokens, rate limits.
+
+Nothing here talks to AWS on ``save()``: provisioning is an explicit command or admin action.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import contract
+
+
+def normalise_target_base_endpoint(value: str) -> str:
+    """The endpoint with exactly one trailing slash (API Gateway appends the route slug)."""
+    value = (value or "").strip()
+    return value.rstrip("/") + "/" if value else value
+
+
+def validate_target_base_endpoint(value: str) -> None:
+    """A full HTTPS URL (plain HTTP only for a loopback host, as the local gateway uses)."""
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValidationError(_("The target base endpoint must be an https:// URL."), code="scheme")
+    if not parts.hostname:
+        raise ValidationError(_("The target base endpoint needs a host name."), code="host")
+    if parts.query or parts.fragment:
+        raise ValidationError(
+            _("The target base endpoint cannot have a query string or fragment."), code="query"
+        )
+    if "<" in value or "{" in value:
+        raise ValidationError(
+            _("Leave the route slug out: API Gateway appends it to this URL."), code="slug"
+        )
+
+
+route_key_validator = RegexValidator(
+    r"^[A-Za-z0-9_.:-]{1,128}$",
+    _("A custom route key uses letters, digits, '_', '-', '.', ':' and cannot start with '$'."),
+)
+stage_validator = RegexValidator(
+    r"^[A-Za-z0-9_-]{1,128}$", _("A stage name uses letters, digits, '-' and '_'.")
+)
+
+
+class ApiGateway(models.Model):
+    """One API Gateway WebSocket API whose integrations call this Django site."""
+
+    class ProvisioningStatus(models.TextChoices):
+        NOT_PROVISIONED = "not_provisioned", _("Not provisioned")
+        IN_PROGRESS = "in_progress", _("In progress")
+        PROVISIONED = "provisioned", _("Provisioned")
+        FAILED = "failed", _("Failed")
+
+    name = models.CharField(_("name"), max_length=128, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    api_id = models.CharField(
+        _("API id"),
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("Filled in by provisioning, or enter the id of an existing API."),
+    )
+    region = models.CharField(_("AWS region"), max_length=32, default="us-east-1")
+    stage = models.CharField(
+        _("stage"), max_length=128, default="production", validators=[stage_validator]
+    )
+    target_base_endpoint = models.CharField(
+        _("target base endpoint"),
+        max_length=512,
+        validators=[validate_target_base_endpoint],
+        help_text=_(
+            "Full HTTPS URL of the WebSocket view without the route slug, "
+            "e.g. https://www.example.com/ws/ (a trailing slash is added)."
+        ),
+    )
+    route_selection_expression = models.CharField(
+        _("route selection expression"), max_length=255, default="$request.body.action"
+    )
+    default_channel_name = models.CharField(
+        _("default channel name"),
+        max_length=100,
+        default="default",
+        help_text=_("Channel given to connections that do not ask for one with ?channel=."),
+    )
+    custom_domain_name = models.CharField(_("custom domain name"), max_length=255, blank=True)
+    api_mapping_key = models.CharField(
+        _("API mapping key"),
+        max_length=300,
+        blank=True,
+        help_text=_("Path under the custom domain; empty maps the API at the domain root."),
+    )
+    certificate_arn = models.CharField(_("ACM certificate ARN"), max_length=2048, blank=True)
+    hosted_zone_id = models.CharField(
+        _("Route 53 hosted zone id"),
+        max_length=64,
+        blank=True,
+        help_text=_("Your zone, where the DNS record for the custom domain is created."),
+    )
+    # Written by provisioning only.
+    api_endpoint = models.CharField(_("API endpoint"), max_length=255, blank=True, editable=False)
+    deployment_id = models.CharField(_("deployment id"), max_length=64, blank=True, editable=False)
+    provisioning_status = models.CharField(
+        _("provisioning status"),
+        max_length=20,
+        choices=ProvisioningStatus.choices,
+        default=ProvisioningStatus.NOT_PROVISIONED,
+        editable=False,
+    )
+    provisioning_error = models.TextField(_("provisioning error"), blank=True, editable=False)
+    provisioned_at = models.DateTimeField(_("provisioned at"), null=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("API Gateway")
+        verbose_name_plural = _("API Gateways")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.api_id})" if self.api_id else self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Normalising is local bookkeeping, not an AWS side effect.
+        self._normalise()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self._normalise()
+
+    def _normalise(self) -> None:
+        self.target_base_endpoint = normalise_target_base_endpoint(self.target_base_endpoint)
+        if self.api_id == "":
+            self.api_id = None
+
+    def integration_uri(self, route_key: str) -> str:
+        return contract.integration_uri(self.target_base_endpoint, contract.route_slug(route_key))
+
+    @property
+    def websocket_url(self) -> str:
+        """The ``wss://`` URL browsers connect to (custom domain when there is one)."""
+        if self.custom_domain_name:
+            path = f"/{self.api_mapping_key}" if self.api_mapping_key else ""
+            return f"wss://{self.custom_domain_name}{path}"
+        if self.api_id:
+            return f"wss://{self.api_id}.execute-api.{self.region}.amazonaws.com/{self.stage}"
+        return ""
+
+
+class ApiGatewayAdditionalRoute(models.Model):
+    """A custom route key (beyond ``$connect``, ``$disconnect`` and ``$default``)."""
+
+    gateway = models.ForeignKey(
+        ApiGateway,
+        on_delete=models.CASCADE,
+        related_name="additional_routes",
+        verbose_name=_("API Gateway"),
+    )
+    route_key = models.CharField(
+        _("route key"),
+        max_length=128,
+        validators=[route_key_validator],
+        help_text=_("The value of the route selection expression that selects this route."),
+    )
+    route_slug = models.SlugField(
+        _("route slug"),
+        max_length=128,
+        blank=True,
+        help_text=_(
+            "The slug the WebSocket view receives for this route; empty uses the route key."
+        ),
+    )
+    integration_uri = models.CharField(
+        _("integration URI"),
+        max_length=2048,
+        blank=True,
+        help_text=_("Send this route somewhere else than the gateway's WebSocket view."),
+    )
+    two_way = models.BooleanField(
+        _("two-way"),
+        default=True,
+        help_text=_("Create a route response so the handler's return value reaches the client."),
+    )
+    deployed = models.BooleanField(_("deployed"), default=False, editable=False)
+    route_id = models.CharField(_("route id"), max_length=64, blank=True, editable=False)
+    integration_id = models.CharField(
+        _("integration id"), max_length=64, blank=True, editable=False
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("additional route")
+        verbose_name_plural = _("additional routes")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "route_key"], name="dagw_route_key_unique_per_gateway"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route_key} on {self.gateway.name}"
+
+    def clean(self) -> None:
+        if self.route_key.startswith("$"):
+            raise ValidationError({"route_key": _("Route keys starting with '$' are reserved.")})
+        if self.route_slug == "" and not self.integration_uri:
+            self.route_slug = self.slug
+
+    @property
+    def slug(self) -> str:
+        return self.route_slug or self.route_key
+
+    def get_integration_uri(self) -> str:
+        if self.integration_uri:
+            return self.integration_uri
+        return contract.integration_uri(self.gateway.target_base_endpoint, self.slug)
+
+
+class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
+    def connected(self) -> WebSocketSessionQuerySet:
+        return self.filter(connected=True)
+
+    def in_channel(self, channel_name: str) -> WebSocketSessionQuerySet:
+        return self.filter(channel_name=channel_name)
+
+    def send_message(self, data: Any) -> Any:
+        """Send ``data`` to every connected session in this queryset."""
+        from .sending import send_to_sessions
+
+        return send_to_sessions(self, data)
+
+
+class WebSocketSession(models.Model):
+    """One WebSocket connection held by API Gateway."""
+
+    connection_id = models.CharField(_("connection id"), max_length=128, unique=True)
+    gateway = models.ForeignKey(
+        ApiGateway,
+        on_delete=models.CASCADE,
+        related_name="sessions",
+        verbose_name=_("API Gateway"),
+    )
+    channel_name = models.CharField(_("channel name"), max_length=100)
+    connected = models.BooleanField(_("connected"), default=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="websocket_sessions",
+        verbose_name=_("user"),
+    )
+    source_ip = models.GenericIPAddressField(_("source IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    connected_at = models.DateTimeField(_("connected at"))
+    last_seen_at = models.DateTimeField(_("last seen at"))
+    disconnected_at = models.DateTimeField(_("disconnected at"), null=True, blank=True)
+
+    objects = WebSocketSessionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("WebSocket session")
+        verbose_name_plural = _("WebSocket sessions")
+        indexes = [
+            # Fan-out to a channel: filter(channel_name=..., connected=True).
+            models.Index(fields=["channel_name", "connected"], name="dagw_session_channel"),
+            # Cleanup: sessions still marked connected past API Gateway's 2-hour maximum.
+            models.Index(fields=["connected", "connected_at"], name="dagw_session_age"),
+            # Cleanup: disconnected sessions past the retention period.
+            models.Index(fields=["connected", "disconnected_at"], name="dagw_session_gone"),
+            # A user's open connections.
+            models.Index(fields=["user", "connected"], name="dagw_session_user"),
+        ]
+
+    def __str__(self) -> str:
+        state = _("connected") if self.connected else _("disconnected")
+        return f"{self.connection_id} [{self.channel_name}] ({state})"
+
+    def send_message(self, data: Any) -> Any:
+        """Send ``data`` to this connection through the API Gateway Management API."""
+        from .sending import send_to_sessions
+
+        return send_to_sessions([self], data)
+
+
+class WebSocketToken(models.Model):
+    """A single-use token for one WebSocket connection. Only its SHA-256 hash is stored."""
+
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="websocket_tokens",
+        verbose_name=_("user"),
+    )
+    created_at = models.DateTimeField(_("created at"))
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("WebSocket token")
+        verbose_name_plural = _("WebSocket tokens")
+        indexes = [models.Index(fields=["expires_at"], name="dagw_token_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.token_hash[:12]}…"
+
+
+class RateLimitWindow(models.Model):
+    """A counter for one key in one fixed window, incremented atomically with an upsert."""
+
+    key = models.CharField(_("key"), max_length=200)
+    window_start = models.DateTimeField(_("window start"))
+    window_end = models.DateTimeField(_("window end"))
+    count = models.PositiveIntegerField(_("count"), default=0)
+
+    class Meta:
+        verbose_name = _("rate-limit window")
+        verbose_name_plural = _("rate-limit windows")
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="dagw_ratelimit_window")
+        ]
+        indexes = [models.Index(fields=["window_end"], name="dagw_ratelimit_end")]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"

@@ -1,0 +1,16 @@
+"""Signals for application code, sent by :class:`~.views.WebSocketView` after each event succeeds.
+
+* ``connected(sender, session, request)``: a session row exists for the new connection.
+* ``message_received(sender, session, request, handler, data)``: before the handler runs;
+  ``data`` is the parsed JSON body (or ``None``), ``handler`` the method name chosen.
+* ``disconnected(sender, connection_id, gateway_id, request)``: the session was marked
+  disconnected (sent even when no row matched: API Gateway's ``$disconnect`` is best effort).
+
+``sender`` is the view class.
+"""
+
+from django.dispatch import Signal
+
+connected = Signal()
+message_received = Signal()
+disconnected = Signal()

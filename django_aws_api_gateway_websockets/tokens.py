@@ -1,0 +1,108 @@
+"""Single-use WebSocket tokens: minted behind a CSRF-protected endpoint, consumed on ``$connect``.
+
+Only a SHA-256 hash of each token is stored, so a database leak reveals no usable token. A token
+is consumed by one conditional ``UPDATE … WHERE used_at IS NULL AND expires_at > now`` on its hash:
+the database lets exactly one of any number of concurrent connects win. Nothing depends on the
+site's session cookie reaching the WebSocket host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .conf import ws_settings
+from .models import WebSocketToken
+
+#: 32 random bytes: 256 bits, 43 URL-safe characters.
+TOKEN_BYTES = 32
+MAX_TOKEN_LENGTH = 128
+
+_NO_OWNER = object()
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    expires_in: int
+    record: WebSocketToken
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def mint_token(user: Any | None) -> MintedToken:
+    """Create a token for ``user`` (``None`` for an anonymous connection) and store its hash."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    lifetime = int(ws_settings.TOKEN_LIFETIME)
+    now = timezone.now()
+    record = WebSocketToken.objects.create(
+        token_hash=hash_token(token),
+        user=user,
+        created_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+    )
+    return MintedToken(token=token, expires_in=lifetime, record=record)
+
+
+class TokenRejected(Exception):
+    """The token is unknown, used or expired."""
+
+
+def consume_token(token: str, now: datetime | None = None) -> int | None:
+    """Mark the token used and return its owner's primary key (``None``: anonymous token).
+
+    Raises :class:`TokenRejected` unless this call is the one that used it.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected
+    now = now or timezone.now()
+    token_hash = hash_token(token)
+    if connection.vendor in ("postgresql", "sqlite"):
+        owner = _consume_returning(token_hash, now)
+    else:
+        owner = _consume_locked(token_hash, now)
+    if owner is _NO_OWNER:
+        raise TokenRejected
+    return owner  # type: ignore[return-value]
+
+
+def _consume_returning(token_hash: str, now: datetime) -> object:
+    meta = WebSocketToken._meta
+    qn = connection.ops.quote_name
+    col = {
+        name: qn(meta.get_field(name).column)
+        for name in ("token_hash", "used_at", "expires_at", "user")
+    }
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s "  # noqa: S608
+        f"WHERE {col['token_hash']} = %s AND {col['used_at']} IS NULL AND {col['expires_at']} > %s "
+        f"RETURNING {col['user']}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [stamp, token_hash, stamp])
+        row = cursor.fetchone()
+    return _NO_OWNER if row is None else row[0]
+
+
+def _consume_locked(token_hash: str, now: datetime) -> object:
+    """Fallback for databases without ``UPDATE … RETURNING``: lock, then update."""
+    with transaction.atomic():
+        row = (
+            WebSocketToken.objects.select_for_update()
+            .filter(token_hash=token_hash, used_at=None, expires_at__gt=now)
+            .values_list("pk", "user_id")
+            .first()
+        )
+        if row is None:
+            return _NO_OWNER
+        WebSocketToken.objects.filter(pk=row[0]).update(used_at=now)
+        return row[1]
