@@ -66,6 +66,10 @@ EVENT_TYPE = MappedHeader("X-Ws-Event-Type", "context.eventType")
 REQUEST_ID = MappedHeader("X-Ws-Request-Id", "context.requestId")
 SOURCE_IP = MappedHeader("X-Ws-Source-Ip", "context.identity.sourceIp")
 USER_AGENT = MappedHeader("X-Ws-User-Agent", "context.identity.userAgent")
+#: A header API Gateway adds on its own; a fallback for the mapped API id, never trusted alone.
+AWS_API_ID_HEADER = "X-Amzn-Apigateway-Api-Id"
+AWS_API_ID_META_KEY = "HTTP_X_AMZN_APIGATEWAY_API_ID"
+
 #: The gateway secret is a static value: its source is the quoted secret itself.
 GATEWAY_SECRET_HEADER = "X-Ws-Gateway-Secret"
 
@@ -150,7 +154,7 @@ def integration_headers(
     }
     headers = {header.name: value for header, value in values.items()}
     # API Gateway adds these itself (observed in execution logs); X-Forwarded-For is not trusted.
-    headers["X-Amzn-Apigateway-Api-Id"] = api_id
+    headers[AWS_API_ID_HEADER] = api_id
     headers["User-Agent"] = f"AmazonAPIGateway_{api_id}"
     headers["X-Forwarded-For"] = source_ip
     headers["X-Forwarded-Proto"] = "https"

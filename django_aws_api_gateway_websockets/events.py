@@ -129,9 +129,7 @@ def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
     connection_id = _header(request, contract.CONNECTION_ID)
     if not CONNECTION_ID_RE.match(connection_id):
         raise BadEvent(_("Missing or malformed connection id."))
-    api_id = _header(request, contract.API_ID) or request.META.get(
-        "HTTP_X_AMZN_APIGATEWAY_API_ID", ""
-    )
+    api_id = _header(request, contract.API_ID) or request.META.get(contract.AWS_API_ID_META_KEY, "")
     if not isinstance(api_id, str) or not API_ID_RE.match(api_id):
         raise BadEvent(_("Missing or malformed API id."))
     source_ip = _source_ip(request)

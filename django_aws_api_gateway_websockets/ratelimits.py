@@ -34,7 +34,7 @@ class Limit:
 def window_bounds(now: datetime, window: int) -> tuple[datetime, datetime]:
     epoch = now.timestamp()
     start = math.floor(epoch / window) * window
-    start_dt = datetime.fromtimestamp(start, tz=now.tzinfo or timezone.get_current_timezone())
+    start_dt = datetime.fromtimestamp(start, tz=now.tzinfo)  # naive in, naive out (USE_TZ=False)
     return start_dt, start_dt + timedelta(seconds=window)
 
 

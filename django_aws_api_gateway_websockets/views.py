@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -69,6 +70,18 @@ def _lazy_user(pk: int | None) -> Any:
         return user_model._default_manager.filter(pk=pk).first() or AnonymousUser()
 
     return SimpleLazyObject(load)
+
+
+def _upsert_session(session: WebSocketSession) -> None:
+    """One statement: a repeated ``$connect`` for the same id updates the row, never fails."""
+    features = connections[WebSocketSession.objects.db].features
+    WebSocketSession.objects.bulk_create(
+        [session],
+        update_conflicts=True,
+        # MySQL/MariaDB infer the conflict target and refuse an explicit one.
+        unique_fields=["connection_id"] if features.supports_update_conflicts_with_target else None,
+        update_fields=_SESSION_UPSERT_FIELDS,
+    )
 
 
 def render_reply(result: Any) -> HttpResponseBase:
@@ -158,6 +171,10 @@ class WebSocketView(View):
         event, now = self.event, timezone.now()
         if event.source_ip is None:
             raise BadEvent(_("Missing source IP."))
+        # Checked before the token is spent: a typo in ?channel= must not burn it.
+        channel = validate_channel_name(
+            event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
+        )
         ip_limit = ratelimits.Limit(
             f"connect:ip:{event.source_ip}",
             int(ws_settings.CONNECT_LIMIT_PER_IP),
@@ -185,9 +202,6 @@ class WebSocketView(View):
 
         request.user = _lazy_user(owner_id)
         check_permissions(request.user, self.permissions_required, self.all_permissions_required)
-        channel = validate_channel_name(
-            event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
-        )
         if not self.has_channel_permission(request, channel):
             raise Forbidden(_("You may not join this channel."))
 
@@ -203,13 +217,7 @@ class WebSocketView(View):
             last_seen_at=now,
             disconnected_at=None,
         )
-        # One upsert: a repeated $connect for the same id updates the row instead of failing.
-        WebSocketSession.objects.bulk_create(
-            [session],
-            update_conflicts=True,
-            unique_fields=["connection_id"],
-            update_fields=_SESSION_UPSERT_FIELDS,
-        )
+        _upsert_session(session)
         self.websocket_session = session
         signals.connected.send(sender=type(self), session=session, request=request)
         return HttpResponse(b"", content_type="text/plain; charset=utf-8")
