@@ -44,6 +44,14 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_RETENTION": 60 * 60,
     # Cleanup: keep rate-limit windows this long after they end (seconds).
     "RATE_LIMIT_RETENTION": 60 * 60,
+    # Outbound messages: the transport class (dotted path) and its keyword options.
+    "TRANSPORT": "django_aws_api_gateway_websockets.transports.aws.ManagementApiTransport",
+    "TRANSPORT_OPTIONS": {},
+    # Sessions read per database round trip while streaming a broadcast's recipients.
+    "SEND_CHUNK_SIZE": 2000,
+    # Background broadcasts: the django.tasks backend alias and recipients per task.
+    "TASK_BACKEND": "default",
+    "TASK_BATCH_SIZE": 5000,
 }
 
 #: Keys whose defaults are integers or floats (seconds or counts); all must be >= 0.
@@ -59,10 +67,18 @@ NUMERIC_KEYS = (
     "DISCONNECTED_SESSION_RETENTION",
     "TOKEN_RETENTION",
     "RATE_LIMIT_RETENTION",
+    "SEND_CHUNK_SIZE",
+    "TASK_BATCH_SIZE",
 )
 
 #: Keys that must be strictly positive (a zero window or lifetime makes no sense).
-POSITIVE_KEYS = ("TOKEN_LIFETIME", "TOKEN_MINT_WINDOW", "CONNECT_WINDOW")
+POSITIVE_KEYS = (
+    "TOKEN_LIFETIME",
+    "TOKEN_MINT_WINDOW",
+    "CONNECT_WINDOW",
+    "SEND_CHUNK_SIZE",
+    "TASK_BATCH_SIZE",
+)
 
 
 class WebSocketSettings:

@@ -10,7 +10,7 @@ mapping, the test helpers build requests with :func:`integration_headers`, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: API Gateway's hard limits (see "quotas" in the AWS reference).
@@ -123,6 +123,18 @@ def integration_uri(target_base_endpoint: str, slug: str) -> str:
     return target_base_endpoint.rstrip("/") + "/" + slug
 
 
+def management_endpoint_url(
+    *, api_id: str, region: str, stage: str, custom_domain: str = "", mapping_key: str = ""
+) -> str:
+    """The Management API base URL: the custom domain with its API mapping path when there is
+    one, else the execute-api host with the stage (botocore appends ``/@connections/{id}``)."""
+    if custom_domain:
+        return (
+            f"https://{custom_domain}/{mapping_key}" if mapping_key else f"https://{custom_domain}"
+        )
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
+
+
 def event_type_for(route_key: str) -> str:
     return EVENT_TYPES.get(route_key, MESSAGE_EVENT_TYPE)
 
@@ -171,8 +183,3 @@ def as_meta(headers: Mapping[str, str]) -> dict[str, str]:
         key = name.upper().replace("-", "_")
         meta[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
     return meta
-
-
-def message_route_keys(custom_route_keys: Sequence[str]) -> list[str]:
-    """Route keys that carry client messages: ``$default`` and the custom ones."""
-    return [DEFAULT, *custom_route_keys]

@@ -17,10 +17,12 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
+from . import contract
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
 from .models import ApiGateway, ApiGatewayAdditionalRoute
+from .transports import Target
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,15 @@ class GatewayInfo:
     name: str
     default_channel_name: str
     message_routes: frozenset[str]
+    #: Where this gateway's Management API is reached.
+    target: Target
 
 
 class GatewayCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_api_id: dict[str, GatewayInfo] = {}
+        self._by_pk: dict[int, GatewayInfo] = {}
         self._loaded_at = float("-inf")
 
     def _stale(self) -> bool:
@@ -51,29 +56,54 @@ class GatewayCache:
             if not uri:
                 routes.setdefault(gateway_id, set()).add(slug or key)
         snapshot = {}
-        for pk, api_id, name, channel in ApiGateway.objects.exclude(api_id=None).values_list(
-            "pk", "api_id", "name", "default_channel_name"
+        for gateway in ApiGateway.objects.exclude(api_id=None).only(
+            "pk",
+            "api_id",
+            "name",
+            "default_channel_name",
+            "region",
+            "stage",
+            "custom_domain_name",
+            "api_mapping_key",
         ):
-            snapshot[api_id] = GatewayInfo(
-                pk=pk,
-                api_id=api_id,
-                name=name,
-                default_channel_name=channel,
-                message_routes=frozenset({DEFAULT_SLUG, *routes.get(pk, ())}),
+            endpoint = contract.management_endpoint_url(
+                api_id=gateway.api_id or "",
+                region=gateway.region,
+                stage=gateway.stage,
+                custom_domain=gateway.custom_domain_name,
+                mapping_key=gateway.api_mapping_key,
+            )
+            snapshot[gateway.api_id or ""] = GatewayInfo(
+                pk=gateway.pk,
+                api_id=gateway.api_id or "",
+                name=gateway.name,
+                default_channel_name=gateway.default_channel_name,
+                message_routes=frozenset({DEFAULT_SLUG, *routes.get(gateway.pk, ())}),
+                target=Target(endpoint, gateway.region),
             )
         self._by_api_id = snapshot
+        self._by_pk = {info.pk: info for info in snapshot.values()}
         self._loaded_at = time.monotonic()
 
-    def get(self, api_id: str) -> GatewayInfo:
-        """The gateway for ``api_id``; :class:`Forbidden` when no record has that id."""
+    def _fresh(self) -> None:
         if self._stale():
             with self._lock:
                 if self._stale():
                     self._load()
+
+    def get(self, api_id: str) -> GatewayInfo:
+        """The gateway for ``api_id``; :class:`Forbidden` when no record has that id."""
+        self._fresh()
         info = self._by_api_id.get(api_id)
         if info is None:
             raise Forbidden(_("Unknown API."))
         return info
+
+    def target(self, pk: int) -> Target | None:
+        """The Management API target of the gateway with primary key ``pk``, if it has an API id."""
+        self._fresh()
+        info = self._by_pk.get(pk)
+        return info.target if info is not None else None
 
     def clear(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import contract
@@ -145,6 +146,17 @@ class ApiGateway(models.Model):
         return contract.integration_uri(self.target_base_endpoint, contract.route_slug(route_key))
 
     @property
+    def management_endpoint_url(self) -> str:
+        """Base URL of this API's Management API (``…/@connections/{id}`` is appended)."""
+        return contract.management_endpoint_url(
+            api_id=self.api_id or "",
+            region=self.region,
+            stage=self.stage,
+            custom_domain=self.custom_domain_name,
+            mapping_key=self.api_mapping_key,
+        )
+
+    @property
     def websocket_url(self) -> str:
         """The ``wss://`` URL browsers connect to (custom domain when there is one)."""
         if self.custom_domain_name:
@@ -225,17 +237,46 @@ class ApiGatewayAdditionalRoute(models.Model):
 
 
 class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
+    """Sessions, with the calls that act on their connections through API Gateway."""
+
     def connected(self) -> WebSocketSessionQuerySet:
         return self.filter(connected=True)
 
     def in_channel(self, channel_name: str) -> WebSocketSessionQuerySet:
         return self.filter(channel_name=channel_name)
 
-    def send_message(self, data: Any) -> Any:
-        """Send ``data`` to every connected session in this queryset."""
-        from .sending import send_to_sessions
+    def for_user(self, user: Any) -> WebSocketSessionQuerySet:
+        return self.filter(user=user)
 
-        return send_to_sessions(self, data)
+    def send_message(self, data: Any, *, background: bool = False) -> Any:
+        """Send ``data`` to every connected session here; returns a delivery report.
+
+        With ``background=True`` the broadcast is enqueued on Django's tasks framework instead
+        and the enqueued task results are returned.
+        """
+        if background:
+            from .tasks import enqueue_send
+
+            return enqueue_send(self, data)
+        from .sending import send_message
+
+        return send_message(self, data)
+
+    def close(self) -> Any:
+        """Close every connected session's socket (DeleteConnection) and mark it disconnected."""
+        from .sending import close_connections
+
+        return close_connections(self)
+
+    def send_to_channel(self, channel_name: str, data: Any, **options: Any) -> Any:
+        return self.in_channel(channel_name).send_message(data, **options)
+
+    def send_to_user(self, user: Any, data: Any, **options: Any) -> Any:
+        return self.for_user(user).send_message(data, **options)
+
+    def broadcast(self, data: Any, **options: Any) -> Any:
+        """Send ``data`` to everyone connected."""
+        return self.connected().send_message(data, **options)
 
 
 class WebSocketSession(models.Model):
@@ -285,10 +326,26 @@ class WebSocketSession(models.Model):
         return f"{self.connection_id} [{self.channel_name}] ({state})"
 
     def send_message(self, data: Any) -> Any:
-        """Send ``data`` to this connection through the API Gateway Management API."""
-        from .sending import send_to_sessions
+        """Send ``data`` to this connection; returns a delivery report."""
+        from .sending import send_message
 
-        return send_to_sessions([self], data)
+        return send_message([self], data)
+
+    def close(self) -> Any:
+        """Close the socket through API Gateway (DeleteConnection) and mark it disconnected."""
+        from .sending import close_connections
+
+        report = close_connections([self])
+        if self.connection_id in report.sent or self.connection_id in report.gone:
+            self.connected = False
+            self.disconnected_at = timezone.now()
+        return report
+
+    def is_connected(self) -> bool:
+        """Ask API Gateway (GetConnection) whether this connection is still open."""
+        from .sending import is_connected
+
+        return is_connected(self)
 
 
 class WebSocketToken(models.Model):

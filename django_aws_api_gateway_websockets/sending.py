@@ -1,54 +1,93 @@
-"""Push messages to connections through the API Gateway Management API (``PostToConnection``).
+"""Outbound calls to connections: send, close and probe, with a delivery report for each.
 
-The data is serialised once, checked against the 128 KB limit before any request, and posted to
-each recipient with a shared boto3 client per endpoint. Connections that AWS reports gone (410)
-are marked disconnected in one UPDATE. The result is a :class:`DeliveryReport`.
+This module streams recipients from the database, groups them by gateway endpoint, hands them to
+the configured transport (:mod:`.transports`) and writes back what AWS said: connections that are
+gone are marked disconnected with one UPDATE per batch. It never needs to know which transport is
+active, and the models never need to know how sending works.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from . import contract
-from .models import ApiGateway, WebSocketSession
+from . import contract, signals
+from .conf import ws_settings
+from .gateways import gateway_cache
+from .transports import DELETE, GET, POST, Outcome, Result, get_transport
 
-MAX_WORKERS = 10
+if TYPE_CHECKING:
+    from .models import WebSocketSession
+
+logger = logging.getLogger("django_aws_api_gateway_websockets.sending")
+
+#: Gone connections are marked disconnected in UPDATEs of at most this many ids.
+GONE_BATCH = 1000
 
 
 class MessageTooLarge(ValueError):
+    """The serialised message exceeds API Gateway's 128 KB limit; nothing was sent."""
+
     def __init__(self, size: int) -> None:
         super().__init__(
             f"The message is {size} bytes; API Gateway accepts at most "
-            f"{contract.MAX_MESSAGE_BYTES} bytes."
+            f"{contract.MAX_MESSAGE_BYTES} bytes (128 KB)."
         )
         self.size = size
 
 
+class ConnectionProbeFailed(RuntimeError):
+    """GetConnection neither confirmed nor denied the connection (throttled, forbidden, …)."""
+
+
 @dataclass
 class DeliveryReport:
+    """What happened to every recipient of one send, close or probe."""
+
+    operation: str
     sent: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Recipients that needed more than one attempt (throttled or transient errors).
+    retried: int = 0
+    duration: float = 0.0
 
     @property
     def counts(self) -> dict[str, int]:
         return {"sent": len(self.sent), "gone": len(self.gone), "failed": len(self.failed)}
 
+    @property
+    def total(self) -> int:
+        return len(self.sent) + len(self.gone) + len(self.failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        return (
+            f"{self.operation}: {len(self.sent)} ok, {len(self.gone)} gone, "
+            f"{len(self.failed)} failed, {self.retried} retried in {self.duration:.3f}s"
+        )
+
 
 def encode(data: Any) -> bytes:
-    """``data`` as the bytes of one WebSocket message (JSON unless it is already text)."""
+    """``data`` as one WebSocket message: JSON (Django's encoder) unless already ``str``/``bytes``.
+
+    Raises :class:`MessageTooLarge` before any request is made.
+    """
     if isinstance(data, bytes):
         payload = data
     elif isinstance(data, str):
@@ -60,63 +99,161 @@ def encode(data: Any) -> bytes:
     return payload
 
 
-def management_endpoint(gateway: ApiGateway) -> str:
-    """The Management API endpoint: custom domain with its mapping, else execute-api + stage."""
-    if gateway.custom_domain_name:
-        path = f"/{gateway.api_mapping_key}" if gateway.api_mapping_key else ""
-        return f"https://{gateway.custom_domain_name}{path}"
-    return f"https://{gateway.api_id}.execute-api.{gateway.region}.amazonaws.com/{gateway.stage}"
-
-
-_clients: dict[tuple[str, str], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def management_client(gateway: ApiGateway) -> Any:
-    key = (management_endpoint(gateway), gateway.region)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = boto3.client(
-                "apigatewaymanagementapi",
-                endpoint_url=key[0],
-                region_name=key[1],
-                config=Config(max_pool_connections=MAX_WORKERS),
-            )
-        return _clients[key]
-
-
-def send_to_sessions(
-    sessions: QuerySet[WebSocketSession] | Iterable[WebSocketSession], data: Any
-) -> DeliveryReport:
-    payload = encode(data)
-    if isinstance(sessions, QuerySet):
-        rows = list(sessions.filter(connected=True).values_list("connection_id", "gateway_id"))
-    else:
-        rows = [(s.connection_id, s.gateway_id) for s in sessions if s.connected]
-    gateways = ApiGateway.objects.in_bulk({gateway_id for _cid, gateway_id in rows})
-    report = DeliveryReport()
-
-    def post(row: tuple[str, int]) -> None:
-        connection_id, gateway_id = row
-        try:
-            management_client(gateways[gateway_id]).post_to_connection(
-                ConnectionId=connection_id, Data=payload
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "GoneException":
-                report.gone.append(connection_id)
-            else:
-                report.failed[connection_id] = code or "ClientError"
-        except BotoCoreError as exc:
-            report.failed[connection_id] = type(exc).__name__
-        else:
-            report.sent.append(connection_id)
-
-    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
-        list(pool.map(post, rows))
-    if report.gone:
-        WebSocketSession.objects.filter(connection_id__in=report.gone).update(
-            connected=False, disconnected_at=timezone.now()
+def _rows(recipients: Any) -> Iterator[tuple[str, int]]:
+    """``(connection_id, gateway_id)`` of connected recipients, streamed from the database."""
+    if isinstance(recipients, QuerySet):
+        yield from (
+            recipients.filter(connected=True)
+            .order_by()
+            .values_list("connection_id", "gateway_id")
+            .iterator(chunk_size=int(ws_settings.SEND_CHUNK_SIZE))
         )
-    return report
+    else:
+        for session in recipients:
+            if session.connected:
+                yield session.connection_id, session.gateway_id
+
+
+def _chunks(rows: Iterator[tuple[str, int]], size: int) -> Iterator[list[tuple[str, int]]]:
+    chunk: list[tuple[str, int]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Run:
+    """One operation over many recipients: submit by gateway, collect, write back."""
+
+    def __init__(self, operation: str, payload: bytes, db_alias: str) -> None:
+        self.operation = operation
+        self.transport = get_transport()
+        self.batch = self.transport.open(operation, payload)
+        self.report = DeliveryReport(operation)
+        self.db_alias = db_alias
+        self.data: dict[str, dict[str, Any] | None] = {}
+        self._to_mark: list[str] = []
+        # SQLite cannot safely update rows of a table it is still reading on the same connection.
+        self._defer_writes = connections[db_alias].vendor == "sqlite"
+
+    def run(self, rows: Iterator[tuple[str, int]]) -> DeliveryReport:
+        started = time.perf_counter()
+        for chunk in _chunks(rows, int(ws_settings.SEND_CHUNK_SIZE)):
+            by_gateway: dict[int, list[str]] = {}
+            for connection_id, gateway_id in chunk:
+                by_gateway.setdefault(gateway_id, []).append(connection_id)
+            for gateway_id, connection_ids in by_gateway.items():
+                target = gateway_cache.target(gateway_id)
+                if target is None:
+                    for connection_id in connection_ids:
+                        self._record(
+                            Result(connection_id, Outcome.FAILED, "UnknownGateway", attempts=0)
+                        )
+                    continue
+                self.batch.submit(target, connection_ids)
+            self._collect(self.batch.completed())
+        self._collect(self.batch.finish(), final=True)
+        self.report.duration = time.perf_counter() - started
+        self._announce()
+        return self.report
+
+    def _record(self, result: Result) -> None:
+        report = self.report
+        if result.attempts > 1:
+            report.retried += 1
+        if result.outcome is Outcome.OK:
+            report.sent.append(result.connection_id)
+            if self.operation == GET:
+                self.data[result.connection_id] = result.data
+            if self.operation == DELETE:
+                self._to_mark.append(result.connection_id)
+        elif result.outcome is Outcome.GONE:
+            report.gone.append(result.connection_id)
+            self._to_mark.append(result.connection_id)
+        else:
+            report.failed[result.connection_id] = result.reason or "unknown error"
+
+    def _collect(self, results: list[Result], final: bool = False) -> None:
+        for result in results:
+            self._record(result)
+        if final or (not self._defer_writes and len(self._to_mark) >= GONE_BATCH):
+            self._mark_disconnected()
+
+    def _mark_disconnected(self) -> None:
+        from .models import WebSocketSession
+
+        now = timezone.now()
+        while self._to_mark:
+            batch, self._to_mark = self._to_mark[:GONE_BATCH], self._to_mark[GONE_BATCH:]
+            WebSocketSession.objects.using(self.db_alias).filter(
+                connection_id__in=batch, connected=True
+            ).update(connected=False, disconnected_at=now)
+
+    def _announce(self) -> None:
+        report = self.report
+        if not report.failed:
+            return
+        sample = ", ".join(f"{cid}: {why}" for cid, why in list(report.failed.items())[:5])
+        logger.warning("%s (first failures: %s)", report, sample)
+        signals.delivery_failed.send(sender=type(self.transport), report=report)
+
+
+def _db_alias(recipients: Any) -> str:
+    return recipients.db if isinstance(recipients, QuerySet) else "default"
+
+
+def send_message(recipients: Any, data: Any) -> DeliveryReport:
+    """Post ``data`` to every connected recipient; the report says what happened to each."""
+    payload = encode(data)
+    return _Run(POST, payload, _db_alias(recipients)).run(_rows(recipients))
+
+
+def close_connections(recipients: Any) -> DeliveryReport:
+    """DeleteConnection for every connected recipient, then mark them disconnected."""
+    return _Run(DELETE, b"", _db_alias(recipients)).run(_rows(recipients))
+
+
+def probe_connections(recipients: Any) -> tuple[DeliveryReport, dict[str, dict[str, Any] | None]]:
+    """GetConnection for every connected recipient; gone ones are marked disconnected.
+
+    Returns the report and GetConnection's answer for each live connection.
+    """
+    run = _Run(GET, b"", _db_alias(recipients))
+    report = run.run(_rows(recipients))
+    return report, run.data
+
+
+def is_connected(session: WebSocketSession) -> bool:
+    """Ask API Gateway whether ``session`` is still open, and record its answer.
+
+    A live connection refreshes ``last_seen_at`` from ``lastActiveAt``; a gone one is marked
+    disconnected. Raises :class:`ConnectionProbeFailed` when AWS gives no answer either way.
+    """
+    if not session.connected:
+        return False
+    report, data = probe_connections([session])
+    if session.connection_id in report.gone:
+        session.connected = False
+        session.disconnected_at = timezone.now()
+        return False
+    if session.connection_id in report.failed:
+        raise ConnectionProbeFailed(report.failed[session.connection_id])
+    last_active = _parse_time((data.get(session.connection_id) or {}).get("lastActiveAt"))
+    if last_active is not None and last_active > session.last_seen_at:
+        type(session).objects.filter(pk=session.pk).update(last_seen_at=last_active)
+        session.last_seen_at = last_active
+    return True
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is not None and timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed, dt_timezone.utc)
+        return parsed
+    return None

@@ -6,7 +6,11 @@
 * ``disconnected(sender, connection_id, gateway_id, request)``: the session was marked
   disconnected (sent even when no row matched: API Gateway's ``$disconnect`` is best effort).
 
-``sender`` is the view class.
+``sender`` is the view class. And from :mod:`.sending`:
+
+* ``delivery_failed(sender, report)``: a send, close or probe could not reach some recipients
+  after its retries; ``report`` is the :class:`~.sending.DeliveryReport` (``report.failed`` maps
+  connection ids to reasons). ``sender`` is the transport class.
 """
 
 from django.dispatch import Signal
@@ -14,3 +18,4 @@ from django.dispatch import Signal
 connected = Signal()
 message_received = Signal()
 disconnected = Signal()
+delivery_failed = Signal()

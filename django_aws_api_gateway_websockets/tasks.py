@@ -1,0 +1,66 @@
+"""Background broadcasts on Django's tasks framework (``django.tasks`` on Django 6.0+, the
+``django-tasks`` backport on 5.2). Any worker-backed backend runs them, e.g. ``django-tasks-db``.
+
+A broadcast is split into tasks of ``TASK_BATCH_SIZE`` session ids each; the message travels as
+the text it will be sent as, so it is serialised and size-checked once, when it is enqueued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet
+
+from .conf import ws_settings
+from .sending import encode, send_message
+
+try:  # Django 6.0+
+    from django.tasks import task
+except ImportError:  # pragma: no cover - depends on the Django version
+    try:
+        from django_tasks import task  # type: ignore[no-redef]
+    except ImportError:
+        task = None  # type: ignore[assignment]
+
+
+def _send_batch(session_ids: list[int], message: str) -> dict[str, Any]:
+    """Send ``message`` to the given sessions that are still connected; return the report."""
+    from .models import WebSocketSession
+
+    report = send_message(WebSocketSession.objects.filter(pk__in=session_ids), message)
+    return {
+        "sent": len(report.sent),
+        "gone": report.gone,
+        "failed": report.failed,
+        "retried": report.retried,
+        "duration": report.duration,
+    }
+
+
+send_message_task = task()(_send_batch) if task is not None else None
+
+
+def enqueue_send(sessions: QuerySet[Any], data: Any) -> list[Any]:
+    """Enqueue a broadcast of ``data`` to ``sessions``; returns the enqueued task results."""
+    if send_message_task is None:
+        raise ImproperlyConfigured(
+            "Background sending needs Django's tasks framework: Django 6.0+, or "
+            "'pip install django-tasks' on Django 5.2."
+        )
+    payload = encode(data)
+    try:
+        message = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("Background messages must be text (UTF-8).") from None
+    queued = send_message_task.using(backend=ws_settings.TASK_BACKEND)
+    size = int(ws_settings.TASK_BATCH_SIZE)
+    results, batch = [], []
+    for pk in sessions.filter(connected=True).order_by().values_list("pk", flat=True).iterator():
+        batch.append(pk)
+        if len(batch) >= size:
+            results.append(queued.enqueue(batch, message))
+            batch = []
+    if batch:
+        results.append(queued.enqueue(batch, message))
+    return results

@@ -1,0 +1,105 @@
+"""Transports carry Management API calls (post, get, delete a connection) to API Gateway.
+
+Like Django's e-mail backends, the active one is chosen in settings (``TRANSPORT``) and the rest of
+the package never knows which it is:
+
+* :class:`~.aws.ManagementApiTransport` (default): the AWS Management API, signed with the standard
+  credential chain; fast concurrent fan-out over shared keep-alive connections.
+* :class:`~.aws.LocalGatewayTransport`: the same protocol against a local gateway's URL.
+* :class:`~.outbox.OutboxTransport`: records messages in memory for tests.
+
+A transport opens a :class:`Batch` for one operation and one payload; the caller submits
+connection ids grouped by :class:`Target` and collects one :class:`Result` per id.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from ..conf import ws_settings
+
+POST = "POST"
+GET = "GET"
+DELETE = "DELETE"
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a gateway's Management API lives: base URL (with stage or mapping path) and region."""
+
+    endpoint_url: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Result:
+    connection_id: str
+    outcome: Outcome
+    #: The error code as botocore would name it (``GoneException``, ``LimitExceededException``,
+    #: ``PayloadTooLargeException``, ``ForbiddenException``, ``InternalServerError``, ``500``…)
+    #: or the network error; empty on success.
+    reason: str = ""
+    attempts: int = 1
+    #: GetConnection's parsed JSON body.
+    data: dict[str, Any] | None = field(default=None, compare=False)
+
+
+class Batch(ABC):
+    """One operation (and payload) applied to many connections."""
+
+    @abstractmethod
+    def submit(self, target: Target, connection_ids: Sequence[str]) -> None:
+        """Queue ids for delivery; may block briefly so memory stays bounded."""
+
+    @abstractmethod
+    def completed(self) -> list[Result]:
+        """Results that finished since the last call, without waiting."""
+
+    @abstractmethod
+    def finish(self) -> list[Result]:
+        """Wait for every submitted id; return the results not collected yet."""
+
+
+class BaseTransport(ABC):
+    @abstractmethod
+    def open(self, operation: str, payload: bytes = b"") -> Batch:
+        """Start a batch of ``operation`` (POST, GET or DELETE) with ``payload`` (POST only)."""
+
+    def call(self, operation: str, target: Target, connection_ids: Sequence[str]) -> list[Result]:
+        """Convenience: run one operation for a few ids and return all results."""
+        batch = self.open(operation)
+        batch.submit(target, connection_ids)
+        return batch.completed() + batch.finish()
+
+
+@lru_cache(maxsize=1)
+def _transport(path: str, options_key: str) -> BaseTransport:
+    options = dict(ws_settings.TRANSPORT_OPTIONS or {})
+    return import_string(path)(**options)
+
+
+def get_transport() -> BaseTransport:
+    """The configured transport (one instance per process, so connections are shared)."""
+    options = ws_settings.TRANSPORT_OPTIONS or {}
+    return _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "AWS_API_GATEWAY_WEBSOCKETS":
+        _transport.cache_clear()
