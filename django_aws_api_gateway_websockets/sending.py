@@ -241,11 +241,33 @@ def is_connected(session: WebSocketSession) -> bool:
         return False
     if session.connection_id in report.failed:
         raise ConnectionProbeFailed(report.failed[session.connection_id])
-    last_active = _parse_time((data.get(session.connection_id) or {}).get("lastActiveAt"))
-    if last_active is not None and last_active > session.last_seen_at:
-        type(session).objects.filter(pk=session.pk).update(last_seen_at=last_active)
-        session.last_seen_at = last_active
+    seen = record_last_active(data)
+    if session.connection_id in seen:
+        session.last_seen_at = max(session.last_seen_at, seen[session.connection_id])
     return True
+
+
+def record_last_active(answers: dict[str, dict[str, Any] | None]) -> dict[str, datetime]:
+    """Move ``last_seen_at`` forward to GetConnection's ``lastActiveAt`` for each answer."""
+    from .models import WebSocketSession
+
+    seen = {}
+    for connection_id, answer in answers.items():
+        last_active = _parse_time((answer or {}).get("lastActiveAt"))
+        if last_active is not None:
+            seen[connection_id] = last_active
+    ids = list(seen)
+    for start in range(0, len(ids), GONE_BATCH):
+        sessions = WebSocketSession.objects.filter(
+            connection_id__in=ids[start : start + GONE_BATCH]
+        ).only("pk", "connection_id", "last_seen_at")
+        changed = []
+        for session in sessions:
+            if seen[session.connection_id] > session.last_seen_at:
+                session.last_seen_at = seen[session.connection_id]
+                changed.append(session)
+        WebSocketSession.objects.bulk_update(changed, ["last_seen_at"])
+    return seen
 
 
 def _parse_time(value: Any) -> datetime | None:
