@@ -1,10 +1,12 @@
 """Database records: API Gateway APIs, their custom routes, WebSocket sessions, tokens, rate limits.
 
-Nothing here talks to AWS on ``save()``: provisioning is an explicit command or admin action.
+Nothing here talks to AWS on ``save()``: creating or changing AWS resources is always an explicit
+step, never a side effect of saving a record.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +44,7 @@ def validate_target_base_endpoint(value: str) -> None:
         )
 
 
+slug_re = re.compile(r"[-a-zA-Z0-9_]+")
 route_key_validator = RegexValidator(
     r"^[A-Za-z0-9_.:-]{1,128}$",
     _("A custom route key uses letters, digits, '_', '-', '.', ':' and cannot start with '$'."),
@@ -223,8 +226,18 @@ class ApiGatewayAdditionalRoute(models.Model):
     def clean(self) -> None:
         if self.route_key.startswith("$"):
             raise ValidationError({"route_key": _("Route keys starting with '$' are reserved.")})
-        if self.route_slug == "" and not self.integration_uri:
-            self.route_slug = self.slug
+        if self.integration_uri:
+            return
+        if not self.route_slug:
+            if not slug_re.fullmatch(self.route_key):
+                raise ValidationError(
+                    {"route_slug": _("This route key is not a valid slug: enter a route slug.")}
+                )
+            self.route_slug = self.route_key
+        if self.route_slug in contract.SYSTEM_ROUTE_SLUGS.values():
+            raise ValidationError(
+                {"route_slug": _("'connect', 'disconnect' and 'default' are reserved slugs.")}
+            )
 
     @property
     def slug(self) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +37,20 @@ logger = logging.getLogger("django_aws_api_gateway_websockets.sending")
 
 #: Gone connections are marked disconnected in UPDATEs of at most this many ids.
 GONE_BATCH = 1000
+
+#: Connection ids whose ``$connect`` this context is still handling. API Gateway answers 410 for
+#: them (the socket opens only after ``$connect`` returns), which must not mark them disconnected.
+_connecting: ContextVar[frozenset[str]] = ContextVar("dagw_connecting", default=frozenset())
+IN_CONNECT_REASON = "GoneException: still in $connect; send after it returns"
+
+
+@contextmanager
+def connect_in_progress(connection_id: str) -> Iterator[None]:
+    token = _connecting.set(_connecting.get() | {connection_id})
+    try:
+        yield
+    finally:
+        _connecting.reset(token)
 
 
 class MessageTooLarge(ValueError):
@@ -170,6 +186,8 @@ class _Run:
                 self.data[result.connection_id] = result.data
             if self.operation == DELETE:
                 self._to_mark.append(result.connection_id)
+        elif result.outcome is Outcome.GONE and result.connection_id in _connecting.get():
+            report.failed[result.connection_id] = IN_CONNECT_REASON
         elif result.outcome is Outcome.GONE:
             report.gone.append(result.connection_id)
             self._to_mark.append(result.connection_id)

@@ -6,11 +6,11 @@ Example::
                                         target_base_endpoint="https://testserver/ws/")
     ws = GatewayClient(Client(), gateway, path="/ws/")
     response = ws.connect(token=mint_token(user).token, channel="general")
-    reply = ws.message(ws.connection_id, {"action": "echo", "text": "hi"})
+    reply = ws.message({"action": "echo", "text": "hi"})
     ws.disconnect()
 
-The headers come from :mod:`.contract`, the same source provisioning writes to AWS, so the
-requests cannot drift from what a deployed integration sends.
+The headers come from :mod:`.contract`, the same source that defines the integrations'
+``RequestParameters``, so the requests cannot drift from what a deployed integration sends.
 """
 
 from __future__ import annotations
@@ -109,11 +109,14 @@ class GatewayClient:
         body: Any,
         *,
         route_key: str = contract.DEFAULT,
+        route_slug: str | None = None,
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> HttpResponse:
+        """Deliver a client message on ``route_key`` (to ``route_slug`` if the route has its own)."""
         all_headers = self.headers(route_key, connection_id, **(headers or {}))
-        return self._post(route_key, contract.route_slug(route_key), body, "", all_headers)
+        slug = route_slug or contract.route_slug(route_key)
+        return self._post(route_key, slug, body, "", all_headers)
 
     def disconnect(
         self, *, connection_id: str | None = None, headers: dict[str, str] | None = None

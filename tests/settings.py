@@ -2,6 +2,8 @@
 
 import os
 
+import django
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -16,8 +18,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_aws_api_gateway_websockets",
+    "django_tasks_db",
     "tests",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.insert(-2, "django_tasks")  # the backport of django.tasks
+
+# Background broadcasts run on a real worker-backed backend (``manage.py db_worker``).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
