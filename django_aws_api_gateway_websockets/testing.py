@@ -113,7 +113,7 @@ class GatewayClient:
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> HttpResponse:
-        """Deliver a client message on ``route_key`` (to ``route_slug`` if the route has its own)."""
+        """Deliver a client message on ``route_key`` (at ``route_slug`` if it has its own)."""
         all_headers = self.headers(route_key, connection_id, **(headers or {}))
         slug = route_slug or contract.route_slug(route_key)
         return self._post(route_key, slug, body, "", all_headers)
