@@ -23,8 +23,11 @@ from .conf import ws_settings
 from .exceptions import BadEvent, Forbidden, PayloadTooLarge
 
 #: API Gateway's ids are 16 characters of base64url; accept any opaque id of that alphabet.
-CONNECTION_ID_RE = re.compile(r"^[A-Za-z0-9_=-]{1,128}$")
-API_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+CONNECTION_ID_RE = re.compile(r"[A-Za-z0-9_=-]{1,128}")
+API_ID_RE = re.compile(r"[A-Za-z0-9]{1,32}")
+#: Deeper JSON than this is refused: re-encoding it (a handler echoing it) would hit Python's
+#: recursion limit, and no real message needs it.
+MAX_JSON_DEPTH = 100
 
 #: Only these route slugs have a fixed meaning; every other slug is a message route.
 CONNECT_SLUG = contract.SYSTEM_ROUTE_SLUGS[contract.CONNECT]
@@ -90,9 +93,12 @@ def _source_ip(request: HttpRequest) -> str | None:
     if not raw:
         return None
     try:
-        return str(ipaddress.ip_address(raw))
+        address = ipaddress.ip_address(raw)
     except ValueError:
         raise BadEvent(_("Malformed source IP.")) from None
+    if getattr(address, "scope_id", None):  # "fe80::1%eth0": never what API Gateway reports
+        raise BadEvent(_("Malformed source IP."))
+    return str(address)
 
 
 def _body(request: HttpRequest) -> str:
@@ -115,22 +121,38 @@ def _body(request: HttpRequest) -> str:
 
 
 def _json(text: str) -> Any:
+    """The parsed body, or ``None`` when it is not JSON (the ``default`` handler gets it)."""
     if not text.strip():
         return None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError):
         return None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise BadEvent(_("Message nests too deeply."))
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
     """Authenticate ``request`` as coming from API Gateway and return its typed event."""
     authenticate_gateway(request)
     connection_id = _header(request, contract.CONNECTION_ID)
-    if not CONNECTION_ID_RE.match(connection_id):
+    if not CONNECTION_ID_RE.fullmatch(connection_id):
         raise BadEvent(_("Missing or malformed connection id."))
     api_id = _header(request, contract.API_ID) or request.META.get(contract.AWS_API_ID_META_KEY, "")
-    if not isinstance(api_id, str) or not API_ID_RE.match(api_id):
+    if not isinstance(api_id, str) or not API_ID_RE.fullmatch(api_id):
         raise BadEvent(_("Missing or malformed API id."))
     source_ip = _source_ip(request)
     raw_body = _body(request)
