@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.db.models import QuerySet
 
 from .conf import ws_settings
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover - depends on the Django version
         task = None  # type: ignore[assignment]
 
 
-def _send_batch(session_ids: list[int], message: str) -> dict[str, Any]:
+def send_message_task(session_ids: list[int], message: str) -> dict[str, Any]:
     """Send ``message`` to the given sessions that are still connected; return the report."""
     from .models import WebSocketSession
 
@@ -38,12 +39,14 @@ def _send_batch(session_ids: list[int], message: str) -> dict[str, Any]:
     }
 
 
-send_message_task = task()(_send_batch) if task is not None else None
+if task is not None:
+    # Bound to its own module-level name: workers import the task by this dotted path.
+    send_message_task = task(backend=ws_settings.TASK_BACKEND)(send_message_task)
 
 
 def enqueue_send(sessions: QuerySet[Any], data: Any) -> list[Any]:
     """Enqueue a broadcast of ``data`` to ``sessions``; returns the enqueued task results."""
-    if send_message_task is None:
+    if task is None:
         raise ImproperlyConfigured(
             "Background sending needs Django's tasks framework: Django 6.0+, or "
             "'pip install django-tasks' on Django 5.2."
@@ -56,11 +59,14 @@ def enqueue_send(sessions: QuerySet[Any], data: Any) -> list[Any]:
     queued = send_message_task.using(backend=ws_settings.TASK_BACKEND)
     size = int(ws_settings.TASK_BATCH_SIZE)
     results, batch = [], []
-    for pk in sessions.filter(connected=True).order_by().values_list("pk", flat=True).iterator():
-        batch.append(pk)
-        if len(batch) >= size:
+    # All batches or none, when the task backend stores tasks in this database.
+    with transaction.atomic(using=sessions.db):
+        ids = sessions.filter(connected=True).order_by().values_list("pk", flat=True)
+        for pk in ids.iterator():
+            batch.append(pk)
+            if len(batch) >= size:
+                results.append(queued.enqueue(batch, message))
+                batch = []
+        if batch:
             results.append(queued.enqueue(batch, message))
-            batch = []
-    if batch:
-        results.append(queued.enqueue(batch, message))
     return results
