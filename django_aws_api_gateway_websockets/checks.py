@@ -28,7 +28,7 @@ def _user_settings() -> tuple[dict[str, Any], list[Error]]:
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     user, errors = _user_settings()
-    for key in sorted(set(user) - set(DEFAULTS)):
+    for key in sorted(set(user) - set(DEFAULTS), key=repr):
         errors.append(
             Error(
                 f"Unknown key {key!r} in {SETTINGS_NAME}.",
@@ -102,6 +102,10 @@ def _check_secrets(secrets: Any) -> list[Error]:
 def check_gateway_secret(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     user, _errors = _user_settings()
     secrets = user.get("GATEWAY_SECRETS") or []
+    if isinstance(secrets, str):
+        secrets = [secrets]
+    elif not isinstance(secrets, (list, tuple)):
+        return []  # check_settings reports the wrong type (dagw.E005)
     if not secrets:
         return [
             Warning(
@@ -159,10 +163,11 @@ def check_websocket_urls(app_configs: Any = None, **kwargs: Any) -> list[Error |
                     id="dagw.W011",
                 )
             )
+        names = list(getattr(view, "allowed_handlers", ()) or ())
         bad = [
-            name
-            for name in getattr(view, "allowed_handlers", ()) or ()
-            if name.startswith("_") or name in RESERVED_NAMES
+            repr(name)
+            for name in names
+            if not isinstance(name, str) or name.startswith("_") or name in RESERVED_NAMES
         ]
         if bad:
             messages.append(
@@ -175,8 +180,8 @@ def check_websocket_urls(app_configs: Any = None, **kwargs: Any) -> list[Error |
             )
         missing = [
             name
-            for name in getattr(view, "allowed_handlers", ()) or ()
-            if not callable(getattr(view, name, None))
+            for name in names
+            if isinstance(name, str) and not callable(getattr(view, name, None))
         ]
         if missing:
             messages.append(

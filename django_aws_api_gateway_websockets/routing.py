@@ -44,8 +44,13 @@ def websocket_handler(func: F) -> F:
     return func
 
 
-def is_selectable_name(name: str) -> bool:
-    return bool(name) and not name.startswith("_") and name not in RESERVED_NAMES
+def is_selectable_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and not name.startswith("_")
+        and name not in RESERVED_NAMES
+    )
 
 
 def allowed_handler_names(view_class: type) -> frozenset[str]:

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from .conf import ws_settings
@@ -59,50 +63,75 @@ class TokenRejected(Exception):
 def consume_token(token: str, now: datetime | None = None) -> int | None:
     """Mark the token used and return its owner's primary key (``None``: anonymous token).
 
-    Raises :class:`TokenRejected` unless this call is the one that used it.
+    Raises :class:`TokenRejected` unless this call is the one that used it. A token whose owner
+    has been deactivated since it was minted is rejected too, in the same statement.
     """
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenRejected
     now = now or timezone.now()
     token_hash = hash_token(token)
-    if connection.vendor in ("postgresql", "sqlite"):
-        owner = _consume_returning(token_hash, now)
+    db = connections[router.db_for_write(WebSocketToken)]
+    if db.vendor in ("postgresql", "sqlite"):
+        owner = _consume_returning(db, token_hash, now)
     else:
-        owner = _consume_locked(token_hash, now)
+        owner = _consume_locked(db, token_hash, now)
     if owner is _NO_OWNER:
         raise TokenRejected
     return owner  # type: ignore[return-value]
 
 
-def _consume_returning(token_hash: str, now: datetime) -> object:
+def _active_field() -> Field | None:
+    """The user model's ``is_active`` column, if it has one (custom users may not)."""
+    try:
+        field = get_user_model()._meta.get_field("is_active")
+    except FieldDoesNotExist:
+        return None
+    return field if getattr(field, "concrete", False) else None
+
+
+def _consume_returning(db: BaseDatabaseWrapper, token_hash: str, now: datetime) -> object:
     meta = WebSocketToken._meta
-    qn = connection.ops.quote_name
+    qn = db.ops.quote_name
     col = {
         name: qn(meta.get_field(name).column)
         for name in ("token_hash", "used_at", "expires_at", "user")
     }
-    stamp = connection.ops.adapt_datetimefield_value(now)
+    stamp = db.ops.adapt_datetimefield_value(now)
+    where = f"{col['token_hash']} = %s AND {col['used_at']} IS NULL AND {col['expires_at']} > %s"
+    params: list[object] = [stamp, token_hash, stamp]
+    active = _active_field()
+    if active is not None:
+        user_meta = get_user_model()._meta
+        # Identifiers come from model metadata and are quoted; values are parameters.
+        where += (
+            f" AND ({col['user']} IS NULL OR {col['user']} IN (SELECT {qn(user_meta.pk.column)} "  # noqa: S608
+            f"FROM {qn(user_meta.db_table)} WHERE {qn(active.column)} = %s))"
+        )
+        params.append(True)
     sql = (
         f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s "  # noqa: S608
-        f"WHERE {col['token_hash']} = %s AND {col['used_at']} IS NULL AND {col['expires_at']} > %s "
-        f"RETURNING {col['user']}"
+        f"WHERE {where} RETURNING {col['user']}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [stamp, token_hash, stamp])
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     return _NO_OWNER if row is None else row[0]
 
 
-def _consume_locked(token_hash: str, now: datetime) -> object:
+def _consume_locked(db: BaseDatabaseWrapper, token_hash: str, now: datetime) -> object:
     """Fallback for databases without ``UPDATE … RETURNING``: lock, then update."""
-    with transaction.atomic():
+    tokens = WebSocketToken.objects.using(db.alias)
+    usable = Q(user=None)
+    if _active_field() is not None:
+        usable |= Q(user__is_active=True)
+    with transaction.atomic(using=db.alias):
         row = (
-            WebSocketToken.objects.select_for_update()
-            .filter(token_hash=token_hash, used_at=None, expires_at__gt=now)
+            tokens.select_for_update(of=("self",))
+            .filter(usable, token_hash=token_hash, used_at=None, expires_at__gt=now)
             .values_list("pk", "user_id")
             .first()
         )
         if row is None:
             return _NO_OWNER
-        WebSocketToken.objects.filter(pk=row[0]).update(used_at=now)
+        tokens.filter(pk=row[0]).update(used_at=now)
         return row[1]

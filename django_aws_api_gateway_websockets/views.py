@@ -189,6 +189,7 @@ class WebSocketView(View):
                 ratelimits.hit([ip_limit], now)  # failed attempts count against the IP too
                 raise NotAuthenticated(_("Missing, used or expired token.")) from None
             if owner_id is None and not self.ALLOW_ANONYMOUS:
+                ratelimits.hit([ip_limit], now)
                 raise NotAuthenticated(_("This endpoint requires a signed-in user."))
         limits = [ip_limit]
         if owner_id is not None:
