@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import DomainNameValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -95,7 +95,12 @@ class ApiGateway(models.Model):
         default="default",
         help_text=_("Channel given to connections that do not ask for one with ?channel=."),
     )
-    custom_domain_name = models.CharField(_("custom domain name"), max_length=255, blank=True)
+    custom_domain_name = models.CharField(
+        _("custom domain name"),
+        max_length=255,
+        blank=True,
+        validators=[DomainNameValidator(accept_idna=False)],
+    )
     api_mapping_key = models.CharField(
         _("API mapping key"),
         max_length=300,

@@ -59,6 +59,25 @@ class Result:
     data: dict[str, Any] | None = field(default=None, compare=False)
 
 
+#: Error codes botocore treats as throttling for this service.
+THROTTLING_CODES = frozenset({"LimitExceededException", "TooManyRequestsException", "429"})
+
+
+def classify(status: int, code: str) -> Outcome | None:
+    """What an answer means for a recipient; ``None`` means "transient: retry if attempts remain".
+
+    Shared by every transport so that they agree: 2xx ok, 410 gone, throttling and 5xx retried,
+    any other error final.
+    """
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status == 410 or code == "GoneException":
+        return Outcome.GONE
+    if status == 429 or code in THROTTLING_CODES or status >= 500:
+        return None
+    return Outcome.FAILED
+
+
 class Batch(ABC):
     """One operation (and payload) applied to many connections."""
 

@@ -28,12 +28,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .. import __version__
-from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target
+from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target, classify
 from .http import ConnectionPool, Response, request
 from .sigv4 import Credentials, Signer, payload_hash
 
-#: Error codes botocore would retry for this service, plus every 5xx and network failure.
-THROTTLING_CODES = frozenset({"LimitExceededException", "TooManyRequestsException", "429"})
 USER_AGENT = f"django-aws-api-gateway-websockets/{__version__}"
 
 
@@ -52,18 +50,6 @@ def error_code(response: Response) -> str:
             if isinstance(code, str) and code:
                 return code.rsplit("#", 1)[-1]
     return str(response.status)
-
-
-def classify(response: Response) -> tuple[Outcome | None, str]:
-    """``(outcome, reason)``; outcome ``None`` means "retry if attempts remain"."""
-    if 200 <= response.status < 300:
-        return Outcome.OK, ""
-    code = error_code(response)
-    if response.status == 410 or code == "GoneException":
-        return Outcome.GONE, code
-    if response.status == 429 or code in THROTTLING_CODES or response.status >= 500:
-        return None, code
-    return Outcome.FAILED, code
 
 
 class _EventLoopThread:
@@ -131,7 +117,7 @@ class _AsyncBatch(Batch):
         self.payload = payload
         self.body_hash = payload_hash(payload)
         self.loop = _loop_thread.get()
-        self.credentials = transport.credentials()
+        self.credentials: Credentials | None = None  # read on first submit, not for empty sends
         self._signers: dict[str, Signer] = {}
         self._endpoints: dict[Target, _Endpoint] = {}
         self._results: deque[Result] = deque()
@@ -170,6 +156,8 @@ class _AsyncBatch(Batch):
         endpoint = self._endpoints.get(target)
         if endpoint is None:
             signer = self._signers.get(target.region)
+            if self.credentials is None:
+                self.credentials = self.transport.credentials()
             if signer is None:
                 signer = self._signers[target.region] = Signer(self.credentials, target.region)
             endpoint = self._endpoints[target] = _Endpoint(target, signer)
@@ -234,17 +222,20 @@ class _AsyncBatch(Batch):
             head.append(f"Content-Length: {len(self.payload)}")
         head.append("\r\n")
         try:
-            response = await request(
-                transport.pool(endpoint.pool_key),
-                "\r\n".join(head).encode("latin-1"),
-                self.payload if self.operation == POST else b"",
-                transport.timeout,
-            )
+            async with transport.slots():
+                response = await request(
+                    transport.pool(endpoint.pool_key),
+                    "\r\n".join(head).encode("latin-1"),
+                    self.payload if self.operation == POST else b"",
+                    transport.timeout,
+                )
         except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
-            outcome, reason = None, type(exc).__name__
-            response = None
+            outcome, reason, response = None, type(exc).__name__, None  # network: retry
+        except Exception as exc:  # e.g. an unencodable host name: final, and never a hang
+            outcome, reason, response = Outcome.FAILED, type(exc).__name__, None
         else:
-            outcome, reason = classify(response)
+            reason = "" if 200 <= response.status < 300 else error_code(response)
+            outcome = classify(response.status, reason)
         if outcome is None:
             if attempt < transport.max_attempts:
                 ceiling = min(transport.max_backoff, transport.base_backoff * 2**attempt)
@@ -295,13 +286,24 @@ class ManagementApiTransport(BaseTransport):
         self.rate_limiter = _RateLimiter(max_rate)
         self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
         self._pools_loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(self.max_concurrency)
         self._boto_session: Any = None
 
-    def pool(self, key: tuple[str, int, bool]) -> ConnectionPool:
-        """The connection pool for ``key`` on the running loop (a forked child starts afresh)."""
+    def _on_loop(self) -> None:
+        """Reset per-loop state when the loop changed (a forked child starts afresh)."""
         loop = asyncio.get_running_loop()
         if loop is not self._pools_loop:
             self._pools, self._pools_loop = {}, loop
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+
+    def slots(self) -> asyncio.Semaphore:
+        """Requests in flight, bounded across every concurrent batch of this process."""
+        self._on_loop()
+        return self._slots
+
+    def pool(self, key: tuple[str, int, bool]) -> ConnectionPool:
+        """The keep-alive connections to one host, shared by every batch."""
+        self._on_loop()
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = ConnectionPool(*key)
@@ -331,8 +333,8 @@ class ManagementApiTransport(BaseTransport):
 
 
 class LocalGatewayTransport(ManagementApiTransport):
-    """The Management API of a local gateway at ``endpoint_url`` (signed with dummy credentials
-    when no AWS credentials are configured: the local gateway does not verify signatures)."""
+    """The Management API of a local gateway at ``endpoint_url``, always signed with dummy
+    credentials (a local gateway checks that requests are signed, not who signed them)."""
 
     def __init__(self, *, endpoint_url: str, **options: Any) -> None:
         options.setdefault("max_rate", None)

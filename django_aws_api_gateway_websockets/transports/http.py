@@ -159,18 +159,22 @@ class ConnectionPool:
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if use_tls else None
         self.idle: list[_Connection] = []
 
-    async def acquire(self) -> _Connection:
+    async def acquire(self, timeout: float) -> _Connection:
         while self.idle:
             connection = self.idle.pop()
             if not connection.closed and connection.reusable:
                 return connection
         loop = asyncio.get_running_loop()
-        _transport, connection = await loop.create_connection(
-            lambda: _Connection(loop),
-            self.host,
-            self.port,
-            ssl=self.ssl,
-            server_hostname=self.host if self.ssl else None,
+        # The timeout bounds the TCP connect and TLS handshake too, not only the answer.
+        _transport, connection = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: _Connection(loop),
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None,
+            ),
+            timeout,
         )
         return connection
 
@@ -191,7 +195,7 @@ async def request(pool: ConnectionPool, head: bytes, body: bytes, timeout: float
 
     A connection that fails or times out is closed, never returned to the pool.
     """
-    connection = await pool.acquire()
+    connection = await pool.acquire(timeout)
     loop = asyncio.get_running_loop()
     waiter = connection.send(head + body if body else head)
     timer = loop.call_later(timeout, _expire, waiter, connection)

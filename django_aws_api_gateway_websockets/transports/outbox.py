@@ -8,6 +8,7 @@ answer as API Gateway would when they are gone, throttled, failing or sent too m
     outbox.reset()
     outbox.gone("abc=")              # 410 GoneException
     outbox.throttle("def=", times=1) # one 429, then delivered on the retry
+    outbox.fail("xyz=", status=403, reason="ForbiddenException")  # fails at once
     session.send_message({"hello": "world"})
     assert outbox.messages("ghi=") == [{"hello": "world"}]
 """
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import contract
-from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target
+from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target, classify
 
 
 class Outbox:
@@ -37,7 +38,7 @@ class Outbox:
             self.targets: dict[str, Target] = {}
             self.closed: set[str] = set()
             self._gone: set[str] = set()
-            self._faults: dict[str, list[str]] = {}
+            self._faults: dict[str, list[tuple[int, str]]] = {}
 
     # faults
 
@@ -48,16 +49,26 @@ class Outbox:
 
     def throttle(self, *connection_ids: str, times: int = 1) -> None:
         """These connections answer 429 LimitExceededException ``times`` times, then succeed."""
-        self._add_fault(connection_ids, "LimitExceededException", times)
+        self._add_fault(connection_ids, (429, "LimitExceededException"), times)
 
-    def fail(self, *connection_ids: str, reason: str = "InternalServerError", times: int = 1):
-        """These connections answer a 5xx ``times`` times, then succeed."""
-        self._add_fault(connection_ids, reason, times)
+    def fail(
+        self,
+        *connection_ids: str,
+        status: int = 500,
+        reason: str = "InternalServerErrorException",
+        times: int = 1,
+    ) -> None:
+        """These connections answer ``status`` with error code ``reason`` ``times`` times.
 
-    def _add_fault(self, connection_ids: Iterable[str], reason: str, times: int) -> None:
+        Transports retry 5xx and throttling answers (so a fault shorter than the attempt limit
+        is eventually delivered); any other status, such as 403, fails at once.
+        """
+        self._add_fault(connection_ids, (status, reason), times)
+
+    def _add_fault(self, connection_ids: Iterable[str], fault: tuple[int, str], times: int) -> None:
         with self._lock:
             for connection_id in connection_ids:
-                self._faults.setdefault(connection_id, []).extend([reason] * times)
+                self._faults.setdefault(connection_id, []).extend([fault] * times)
 
     # reading
 
@@ -78,28 +89,28 @@ class Outbox:
 
     # the transport's side
 
-    def attempt(self, operation: str, target: Target, connection_id: str, payload: bytes) -> str:
-        """One request: return ``""`` on success or the error code the request would get."""
+    def attempt(
+        self, operation: str, target: Target, connection_id: str, payload: bytes
+    ) -> tuple[int, str]:
+        """One request: the HTTP status and error code API Gateway would answer."""
         with self._lock:
             if connection_id in self._gone or connection_id in self.closed:
-                return "GoneException"
+                return 410, "GoneException"
             faults = self._faults.get(connection_id)
             if faults:
                 return faults.pop(0)
             if operation == POST:
                 if len(payload) > contract.MAX_MESSAGE_BYTES:
-                    return "PayloadTooLargeException"
+                    return 413, "PayloadTooLargeException"
                 self.sent[connection_id].append(payload)
                 self.targets[connection_id] = target
             elif operation == DELETE:
                 self.closed.add(connection_id)
-            return ""
+            return (204 if operation == DELETE else 200), ""
 
 
 #: The process-wide outbox the transport records into.
 outbox = Outbox()
-
-_RETRYABLE = ("LimitExceededException", "InternalServerError", "ServiceUnavailable")
 
 
 class _OutboxBatch(Batch):
@@ -117,16 +128,14 @@ class _OutboxBatch(Batch):
         attempt = 0
         while True:
             attempt += 1
-            code = outbox.attempt(self.operation, target, connection_id, self.payload)
-            if not code:
-                data = None
-                if self.operation == GET:
-                    data = {"connectedAt": None, "identity": {}, "lastActiveAt": None}
-                return Result(connection_id, Outcome.OK, "", attempt, data)
-            if code == "GoneException":
-                return Result(connection_id, Outcome.GONE, code, attempt)
-            if code not in _RETRYABLE or attempt >= self.transport.max_attempts:
-                return Result(connection_id, Outcome.FAILED, code, attempt)
+            status, code = outbox.attempt(self.operation, target, connection_id, self.payload)
+            outcome = classify(status, code)
+            if outcome is None and attempt < self.transport.max_attempts:
+                continue  # the real transport backs off here; time does not matter in memory
+            data = None
+            if outcome is Outcome.OK and self.operation == GET:
+                data = {"connectedAt": None, "identity": {}, "lastActiveAt": None}
+            return Result(connection_id, outcome or Outcome.FAILED, code, attempt, data)
 
     def completed(self) -> list[Result]:
         results, self._results = self._results, []
