@@ -115,15 +115,22 @@ def encode(data: Any) -> bytes:
     return payload
 
 
+def connected_values(sessions: QuerySet[Any], *fields: str) -> Iterator[tuple[Any, ...]]:
+    """``fields`` of the connected sessions in ``sessions``, streamed in chunks."""
+    chunk_size = int(ws_settings.SEND_CHUNK_SIZE)
+    if sessions.query.is_sliced or sessions.query.combinator:
+        # A slice or union cannot be filtered further: skip disconnected rows here.
+        rows = sessions.values_list(*fields, "connected").iterator(chunk_size=chunk_size)
+        yield from (row[:-1] for row in rows if row[-1])
+    else:
+        rows = sessions.filter(connected=True).order_by().values_list(*fields)
+        yield from rows.iterator(chunk_size=chunk_size)
+
+
 def _rows(recipients: Any) -> Iterator[tuple[str, int]]:
     """``(connection_id, gateway_id)`` of connected recipients, streamed from the database."""
     if isinstance(recipients, QuerySet):
-        yield from (
-            recipients.filter(connected=True)
-            .order_by()
-            .values_list("connection_id", "gateway_id")
-            .iterator(chunk_size=int(ws_settings.SEND_CHUNK_SIZE))
-        )
+        yield from connected_values(recipients, "connection_id", "gateway_id")  # type: ignore[misc]
     else:
         for session in recipients:
             if session.connected:

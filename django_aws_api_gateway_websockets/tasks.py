@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from .conf import ws_settings
-from .sending import encode, send_message
+from .sending import connected_values, encode, send_message
 
 try:  # Django 6.0+
     from django.tasks import task
@@ -61,8 +61,7 @@ def enqueue_send(sessions: QuerySet[Any], data: Any) -> list[Any]:
     results, batch = [], []
     # All batches or none, when the task backend stores tasks in this database.
     with transaction.atomic(using=sessions.db):
-        ids = sessions.filter(connected=True).order_by().values_list("pk", flat=True)
-        for pk in ids.iterator():
+        for (pk,) in connected_values(sessions, "pk"):
             batch.append(pk)
             if len(batch) >= size:
                 results.append(queued.enqueue(batch, message))

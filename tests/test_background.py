@@ -331,7 +331,7 @@ def test_task_result_holds_the_delivery_report(gateway):
     sessions = make_sessions(gateway, 3)
     ok, throttled, refused = (s.connection_id for s in sessions)
     outbox.throttle(throttled, times=2)
-    outbox.fail(refused, reason="ForbiddenException")
+    outbox.fail(refused, status=403, reason="ForbiddenException")
 
     (result,) = WebSocketSession.objects.all().send_message("hi", background=True)
     run_worker()

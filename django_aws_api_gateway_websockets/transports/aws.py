@@ -101,7 +101,9 @@ class _Endpoint:
         use_tls = parts.scheme == "https"
         port = parts.port or (443 if use_tls else 80)
         default_port = (use_tls and port == 443) or (not use_tls and port == 80)
-        self.host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        self.host_header = host if default_port else f"{host}:{port}"
         self.pool_key = (parts.hostname or "", port, use_tls)
         self.base_path = parts.path.rstrip("/")
         self.signer = signer
