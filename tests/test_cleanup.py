@@ -6,9 +6,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command, load_command_class
-from django.test import override_settings
 from django.utils import timezone
 
 from django_aws_api_gateway_websockets.cleanup import cleanup
@@ -19,16 +17,11 @@ from django_aws_api_gateway_websockets.models import (
 )
 from django_aws_api_gateway_websockets.testing import new_connection_id
 from django_aws_api_gateway_websockets.tokens import hash_token
+from tests.helpers import ws_settings
 
 pytestmark = pytest.mark.django_db
 
 HOUR = timedelta(hours=1)
-
-
-def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
-    )
 
 
 def _run() -> str:
@@ -111,7 +104,7 @@ def test_disconnected_sessions_older_than_retention_are_deleted(gateway):
 def test_session_retention_setting(gateway):
     _session(gateway, age=HOUR, connected=False, gone=timedelta(minutes=2))
     kept = _session(gateway, age=HOUR, connected=False, gone=timedelta(seconds=10))
-    with _ws_settings(DISCONNECTED_SESSION_RETENTION=60):
+    with ws_settings(DISCONNECTED_SESSION_RETENTION=60):
         assert "Deleted 1 disconnected session(s)" in _run()
     assert list(WebSocketSession.objects.values_list("pk", flat=True)) == [kept.pk]
 
@@ -133,7 +126,7 @@ def test_used_and_expired_tokens_past_retention_are_deleted(db):
 def test_token_retention_setting(db):
     _token("expired-two-minutes-ago", created=timedelta(minutes=3))
     fresh = _token("fresh", created=timedelta(seconds=5))
-    with _ws_settings(TOKEN_RETENTION=60):
+    with ws_settings(TOKEN_RETENTION=60):
         assert "1 token(s)" in _run()
     assert list(WebSocketToken.objects.values_list("pk", flat=True)) == [fresh.pk]
 
@@ -149,7 +142,7 @@ def test_old_rate_limit_windows_are_deleted(db):
 
 def test_rate_limit_retention_setting(db):
     _window("old", ended=timedelta(minutes=2))
-    with _ws_settings(RATE_LIMIT_RETENTION=60):
+    with ws_settings(RATE_LIMIT_RETENTION=60):
         assert "1 rate-limit window(s)." in _run()
     assert RateLimitWindow.objects.count() == 0
 

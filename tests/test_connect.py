@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Permission
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 
 from django_aws_api_gateway_websockets import signals
 from django_aws_api_gateway_websockets.models import WebSocketSession, WebSocketToken
 from django_aws_api_gateway_websockets.testing import GatewayClient, new_connection_id
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import receiver, ws_settings
 from tests.views import AnonymousTokenView, ChatView, PublicView
 
 pytestmark = pytest.mark.django_db
-
-
-def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
-    )
-
-
-@contextmanager
-def _receiver(signal) -> Iterator[list[dict]]:
-    calls: list[dict] = []
-
-    def receiver(**kwargs):
-        calls.append(kwargs)
-
-    signal.connect(receiver, weak=False)
-    try:
-        yield calls
-    finally:
-        signal.disconnect(receiver)
 
 
 def _grant(user, *codenames: str) -> None:
@@ -137,7 +115,7 @@ def test_invalid_channel_name_is_refused_before_the_token_is_spent(ws, user, cha
 
 
 def test_channel_pattern_setting_is_applied(ws, token):
-    with _ws_settings(CHANNEL_NAME_PATTERN=r"^room-[0-9]+$"):
+    with ws_settings(CHANNEL_NAME_PATTERN=r"^room-[0-9]+$"):
         assert ws.connect(token=token, channel="general").status_code == 400
         assert WebSocketSession.objects.count() == 0
 
@@ -240,7 +218,7 @@ def test_session_cookie_never_authenticates_a_websocket(gateway, user):
     browser = Client()
     browser.force_login(user)
     ws = GatewayClient(browser, gateway, path="/public/")
-    with _receiver(signals.connected) as calls:
+    with receiver(signals.connected) as calls:
         response = ws.connect()
     assert response.status_code == 200, response.content
     assert WebSocketSession.objects.get().user is None
@@ -287,7 +265,7 @@ def test_reconnect_with_a_known_id_revives_a_disconnected_session(ws, user):
 
 
 def test_connected_signal_is_sent_with_the_session(ws, user, token):
-    with _receiver(signals.connected) as calls:
+    with receiver(signals.connected) as calls:
         assert ws.connect(token=token, channel="general").status_code == 200
     assert len(calls) == 1
     call = calls[0]
@@ -301,7 +279,7 @@ def test_connected_signal_is_sent_with_the_session(ws, user, token):
 
 
 def test_connected_signal_is_not_sent_on_refusal(ws):
-    with _receiver(signals.connected) as calls:
+    with receiver(signals.connected) as calls:
         assert ws.connect(token="nope").status_code == 401
     assert calls == []
 

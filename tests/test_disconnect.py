@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -13,23 +10,10 @@ from django_aws_api_gateway_websockets import signals
 from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession
 from django_aws_api_gateway_websockets.testing import GatewayClient, new_connection_id
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import receiver
 from tests.views import ChatView
 
 pytestmark = pytest.mark.django_db
-
-
-@contextmanager
-def _receiver(signal) -> Iterator[list[dict]]:
-    calls: list[dict] = []
-
-    def receiver(**kwargs):
-        calls.append(kwargs)
-
-    signal.connect(receiver, weak=False)
-    try:
-        yield calls
-    finally:
-        signal.disconnect(receiver)
 
 
 @pytest.fixture
@@ -82,7 +66,7 @@ def test_repeated_disconnect_keeps_the_first_timestamp(live):
 
 
 def test_disconnected_signal(live, gateway):
-    with _receiver(signals.disconnected) as calls:
+    with receiver(signals.disconnected) as calls:
         assert live.disconnect().status_code == 200
     assert len(calls) == 1
     call = calls[0]
@@ -94,7 +78,7 @@ def test_disconnected_signal(live, gateway):
 
 def test_disconnected_signal_is_sent_for_an_unknown_id(ws):
     unknown = new_connection_id()
-    with _receiver(signals.disconnected) as calls:
+    with receiver(signals.disconnected) as calls:
         assert ws.disconnect(connection_id=unknown).status_code == 200
     assert [call["connection_id"] for call in calls] == [unknown]
 

@@ -18,17 +18,12 @@ from django_aws_api_gateway_websockets.models import (
 )
 from django_aws_api_gateway_websockets.testing import GatewayClient
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import ws_settings
 
 pytestmark = pytest.mark.django_db
 
 SECRET: str = settings.GATEWAY_SECRET
 ROUTES = [contract.CONNECT, contract.DEFAULT, contract.DISCONNECT]
-
-
-def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
-    )
 
 
 def _without_secret(**overrides: object) -> override_settings:
@@ -84,7 +79,7 @@ def test_new_connection_with_wrong_secret_writes_no_row(ws, user, route_key):
 
 
 def test_rotation_accepts_every_configured_secret(gateway, user):
-    with _ws_settings(GATEWAY_SECRETS=["new-secret-" + "n" * 32, SECRET]):
+    with ws_settings(GATEWAY_SECRETS=["new-secret-" + "n" * 32, SECRET]):
         for secret in ("new-secret-" + "n" * 32, SECRET):
             ws = GatewayClient(Client(), gateway, secret=secret)
             assert ws.connect(token=mint_token(user).token).status_code == 200
@@ -96,7 +91,7 @@ def test_rotation_accepts_every_configured_secret(gateway, user):
 
 
 def test_removed_secret_is_refused(gateway, user):
-    with _ws_settings(GATEWAY_SECRETS=["only-the-new-one-" + "n" * 32]):
+    with ws_settings(GATEWAY_SECRETS=["only-the-new-one-" + "n" * 32]):
         ws = GatewayClient(Client(), gateway, secret=SECRET)
         assert ws.connect(token=mint_token(user).token).status_code == 403
     assert WebSocketSession.objects.count() == 0
@@ -173,7 +168,7 @@ def test_explicit_allow_unauthenticated_false_with_debug(gateway, user):
 
 
 def test_allow_unauthenticated_does_not_waive_a_configured_secret(gateway, user):
-    with _ws_settings(ALLOW_UNAUTHENTICATED_GATEWAY=True), override_settings(DEBUG=True):
+    with ws_settings(ALLOW_UNAUTHENTICATED_GATEWAY=True), override_settings(DEBUG=True):
         ws = GatewayClient(Client(), gateway, secret=None)
         assert ws.connect(token=mint_token(user).token).status_code == 403
         wrong = GatewayClient(Client(), gateway, secret="wrong")
@@ -209,7 +204,7 @@ def test_client_x_forwarded_for_is_ignored(gateway, token):
 
 
 def test_rotating_x_forwarded_for_shares_the_mapped_ip_limit(gateway, user):
-    with _ws_settings(CONNECT_LIMIT_PER_IP=2, CONNECT_LIMIT_PER_USER=0, CONNECT_WINDOW=86400):
+    with ws_settings(CONNECT_LIMIT_PER_IP=2, CONNECT_LIMIT_PER_USER=0, CONNECT_WINDOW=86400):
         statuses = []
         for n in range(3):
             ws = GatewayClient(Client(), gateway, source_ip="203.0.113.10")
@@ -253,7 +248,7 @@ def test_deleted_gateway_is_refused_at_once(ws, user):
 
 def test_unsignalled_change_is_seen_after_the_cache_interval(ws, user):
     draft = ApiGateway.objects.create(name="draft", target_base_endpoint="https://testserver/ws/")
-    with _ws_settings(GATEWAY_CACHE_SECONDS=0.5):
+    with ws_settings(GATEWAY_CACHE_SECONDS=0.5):
         assert ws.connect(token=mint_token(user).token).status_code == 200  # cache loaded
         loaded = time.monotonic()
         # A write that sends no post_save signal (another process, a data migration, .update()).

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -20,31 +18,12 @@ from django_aws_api_gateway_websockets.models import (
 )
 from django_aws_api_gateway_websockets.testing import GatewayClient, new_connection_id
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import receiver, ws_settings
 from tests.views import ChatView
 
 pytestmark = pytest.mark.django_db
 
 EXTRA_URLS = override_settings(ROOT_URLCONF="tests.urls_extra")
-
-
-def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
-    )
-
-
-@contextmanager
-def _receiver(signal) -> Iterator[list[dict]]:
-    calls: list[dict] = []
-
-    def receiver(**kwargs):
-        calls.append(kwargs)
-
-    signal.connect(receiver, weak=False)
-    try:
-        yield calls
-    finally:
-        signal.disconnect(receiver)
 
 
 @pytest.fixture
@@ -116,7 +95,7 @@ def test_json_array_runs_default(live):
 
 
 def test_public_method_not_allowed_never_runs(live):
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         assert _handler(live.message({"action": "secret_method"})) == "default"
     assert [call["handler"] for call in calls] == ["default"]
 
@@ -237,7 +216,7 @@ def test_one_query_per_message_with_session_and_user(inspect, django_assert_num_
 
 
 def test_unknown_connection_is_refused(live):
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         response = live.message({"action": "echo"}, connection_id=new_connection_id())
     assert response.status_code == 403
     assert calls == []
@@ -245,7 +224,7 @@ def test_unknown_connection_is_refused(live):
 
 def test_disconnected_session_is_refused(live):
     assert live.disconnect().status_code == 200
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         response = live.message({"action": "echo"})
     assert response.status_code == 403
     assert calls == []
@@ -254,7 +233,7 @@ def test_disconnected_session_is_refused(live):
 def test_inactive_users_session_is_refused(live, user):
     user.is_active = False
     user.save()
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         response = live.message({"action": "whoami"})
     assert response.status_code == 403
     assert calls == []
@@ -325,7 +304,7 @@ def test_body_of_exactly_128_kb_is_accepted(live):
 
 
 def test_body_over_128_kb_is_413(live):
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         response = live.message("x" * (contract.MAX_MESSAGE_BYTES + 1))
     assert response.status_code == 413
     assert calls == []
@@ -337,7 +316,7 @@ def test_json_body_over_128_kb_is_413(live):
 
 
 def test_invalid_utf8_body_is_400(live):
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         response = live.message(b'{"action": "echo", "x": "\xff\xfe"}')
     assert response.status_code == 400
     assert calls == []
@@ -351,7 +330,7 @@ def test_deeply_nested_json_runs_default(live):
 
 
 def test_message_received_signal(live, user):
-    with _receiver(signals.message_received) as calls:
+    with receiver(signals.message_received) as calls:
         assert live.message({"action": "echo", "n": 2}).status_code == 200
     assert len(calls) == 1
     call = calls[0]
@@ -390,15 +369,15 @@ def test_last_seen_is_written_after_the_interval(live, django_assert_num_queries
 
 def test_last_seen_interval_setting_is_honoured(live, django_assert_num_queries):
     _age_last_seen(10)
-    with _ws_settings(LAST_SEEN_UPDATE_INTERVAL=5), django_assert_num_queries(2):
+    with ws_settings(LAST_SEEN_UPDATE_INTERVAL=5), django_assert_num_queries(2):
         assert live.message({"x": 1}).status_code == 200
     _age_last_seen(10)
-    with _ws_settings(LAST_SEEN_UPDATE_INTERVAL=3600), django_assert_num_queries(1):
+    with ws_settings(LAST_SEEN_UPDATE_INTERVAL=3600), django_assert_num_queries(1):
         assert live.message({"x": 1}).status_code == 200
 
 
 def test_last_seen_interval_zero_writes_every_message(live, django_assert_num_queries):
-    with _ws_settings(LAST_SEEN_UPDATE_INTERVAL=0):
+    with ws_settings(LAST_SEEN_UPDATE_INTERVAL=0):
         for _ in range(2):
             with django_assert_num_queries(2):
                 assert live.message({"x": 1}).status_code == 200

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.conf import settings
 from django.test import Client, override_settings
 
 from django_aws_api_gateway_websockets import ratelimits
@@ -14,6 +13,7 @@ from django_aws_api_gateway_websockets.models import RateLimitWindow, WebSocketS
 from django_aws_api_gateway_websockets.ratelimits import Limit
 from django_aws_api_gateway_websockets.testing import GatewayClient
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import ws_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -24,13 +24,7 @@ T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={
-            **settings.AWS_API_GATEWAY_WEBSOCKETS,
-            "CONNECT_WINDOW": LONG,
-            **overrides,
-        }
-    )
+    return ws_settings(**{"CONNECT_WINDOW": LONG, **overrides})
 
 
 def _connect(gateway, user, *, ip: str = "203.0.113.10", path: str = "/ws/", **kwargs):

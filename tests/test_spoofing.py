@@ -9,8 +9,7 @@ session created, changed or closed, no token spent, no rate-limit window counted
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 from django.conf import settings
@@ -25,6 +24,7 @@ from django_aws_api_gateway_websockets.models import (
 )
 from django_aws_api_gateway_websockets.testing import GatewayClient, new_connection_id
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -62,20 +62,6 @@ def _send(
         content_type="application/json",
         **contract.as_meta(headers),
     )
-
-
-@contextmanager
-def _receiver(signal) -> Iterator[list[dict]]:
-    calls: list[dict] = []
-
-    def receiver(**kwargs):
-        calls.append(kwargs)
-
-    signal.connect(receiver, weak=False)
-    try:
-        yield calls
-    finally:
-        signal.disconnect(receiver)
 
 
 # Forgeries ---------------------------------------------------------------------------------------
@@ -147,7 +133,7 @@ def test_every_forgery_differs_from_the_genuine_request(ws):
 def test_forged_connect(ws, user, mutate):
     token = mint_token(user).token
     before = _snapshot()
-    with _receiver(signals.connected) as connected:
+    with receiver(signals.connected) as connected:
         response = _send(ws, contract.CONNECT, mutate, query=f"ws_token={token}&channel=general")
     assert response.status_code == 403, response.content
     assert connected == []
@@ -172,14 +158,14 @@ def test_forged_message(ws, token, mutate):
     # one that got through would show up in the snapshot even without a handler side effect.
     assert ws.connect(token=token).status_code == 200
     before = _snapshot()
-    with _receiver(signals.message_received) as received:
+    with receiver(signals.message_received) as received:
         response = _send(ws, contract.DEFAULT, mutate, body={"action": "echo", "text": "forged"})
     assert response.status_code == 403, response.content
     assert b"forged" not in response.content
     assert received == []
     assert _snapshot() == before
 
-    with _receiver(signals.message_received) as received:
+    with receiver(signals.message_received) as received:
         response = _send(ws, contract.DEFAULT, body={"action": "echo", "text": "genuine"})
     assert response.status_code == 200, response.content
     assert [call["handler"] for call in received] == ["echo"]
@@ -189,7 +175,7 @@ def test_forged_message(ws, token, mutate):
 def test_forged_disconnect(ws, token, mutate):
     assert ws.connect(token=token).status_code == 200
     before = _snapshot()
-    with _receiver(signals.disconnected) as disconnected:
+    with receiver(signals.disconnected) as disconnected:
         response = _send(ws, contract.DISCONNECT, mutate)
     assert response.status_code == 403, response.content
     assert disconnected == []
@@ -239,7 +225,7 @@ def test_connection_id_of_another_gateway_cannot_send_messages(ws, token, other_
     assert ws.connect(token=token).status_code == 200
     through_other = GatewayClient(Client(), other_gateway, path="/ws/")
     before = _snapshot()
-    with _receiver(signals.message_received) as received:
+    with receiver(signals.message_received) as received:
         for route_key in (contract.DEFAULT, "echo"):
             response = through_other.message(
                 {"action": "echo"}, route_key=route_key, connection_id=ws.connection_id

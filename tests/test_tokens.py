@@ -17,17 +17,12 @@ from django_aws_api_gateway_websockets import discovery
 from django_aws_api_gateway_websockets.models import WebSocketSession, WebSocketToken
 from django_aws_api_gateway_websockets.testing import GatewayClient
 from django_aws_api_gateway_websockets.tokens import TokenRejected, consume_token, mint_token
+from tests.helpers import ws_settings
 
 pytestmark = pytest.mark.django_db
 
 CSRF_SECRET = "abcdefghijklmnopqrstuvwxyzABCDEF"  # 32 characters, Django's unmasked format
 NO_ANONYMOUS_URLS = override_settings(ROOT_URLCONF="tests.urls_noanon")
-
-
-def _ws_settings(**overrides: object) -> override_settings:
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
-    )
 
 
 @pytest.fixture
@@ -63,7 +58,7 @@ def test_logged_in_user_gets_a_token(browser, url, user):
 
 
 def test_token_lifetime_setting(browser, url):
-    with _ws_settings(TOKEN_LIFETIME=15):
+    with ws_settings(TOKEN_LIFETIME=15):
         assert browser.post(url).json()["expires_in"] == 15
     record = WebSocketToken.objects.get()
     assert record.expires_at - record.created_at == timedelta(seconds=15)
@@ -180,7 +175,7 @@ def test_logged_in_minting_works_without_anonymous_views(browser, url):
 
 
 def test_per_user_mint_limit(browser, url, django_user_model):
-    with _ws_settings(TOKEN_MINT_LIMIT=2, TOKEN_MINT_WINDOW=86400):
+    with ws_settings(TOKEN_MINT_LIMIT=2, TOKEN_MINT_WINDOW=86400):
         statuses = [browser.post(url).status_code for _ in range(3)]
         refused = browser.post(url)
         other = Client()
@@ -194,7 +189,7 @@ def test_per_user_mint_limit(browser, url, django_user_model):
 
 
 def test_anonymous_mint_limit_is_per_ip(url):
-    with _ws_settings(TOKEN_MINT_LIMIT=1, TOKEN_MINT_WINDOW=86400):
+    with ws_settings(TOKEN_MINT_LIMIT=1, TOKEN_MINT_WINDOW=86400):
         assert Client(REMOTE_ADDR="192.0.2.1").post(url).status_code == 200
         assert Client(REMOTE_ADDR="192.0.2.1").post(url).status_code == 429
         assert Client(REMOTE_ADDR="192.0.2.2").post(url).status_code == 200
@@ -202,7 +197,7 @@ def test_anonymous_mint_limit_is_per_ip(url):
 
 
 def test_mint_limit_zero_disables_it(browser, url):
-    with _ws_settings(TOKEN_MINT_LIMIT=0):
+    with ws_settings(TOKEN_MINT_LIMIT=0):
         assert [browser.post(url).status_code for _ in range(5)] == [200] * 5
     assert WebSocketToken.objects.count() == 5
 
