@@ -145,9 +145,10 @@ def reply_of(response: Any) -> Any:
         return None
 
 
-def ip_addresses(start: str = "10.0.0.1") -> Iterator[str]:
-    """Distinct client addresses, so each ``$connect`` counts against its own IP window."""
-    address = ipaddress.IPv4Address(start)
+def ip_addresses(start: str = "2001:db8::1") -> Iterator[str]:
+    """Distinct client addresses (documentation range; only header values, never contacted),
+    so each ``$connect`` counts against its own IP window."""
+    address = ipaddress.IPv6Address(start)
     while True:
         yield str(address)
         address += 1

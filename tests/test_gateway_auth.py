@@ -195,12 +195,12 @@ def test_methods_other_than_post_are_405(ws, token, method, route_key):
 
 def test_client_x_forwarded_for_is_ignored(gateway, token):
     ws = GatewayClient(Client(), gateway, source_ip="203.0.113.10")
-    response = ws.connect(token=token, headers={"X-Forwarded-For": "192.0.2.99, 10.0.0.1"})
+    response = ws.connect(token=token, headers={"X-Forwarded-For": "192.0.2.99, 198.51.100.1"})
     assert response.status_code == 200
     assert WebSocketSession.objects.get().source_ip == "203.0.113.10"
     keys = set(RateLimitWindow.objects.values_list("key", flat=True))
     assert "connect:ip:203.0.113.10" in keys
-    assert not any("192.0.2.99" in key or "10.0.0.1" in key for key in keys)
+    assert not any("192.0.2.99" in key or "198.51.100.1" in key for key in keys)
 
 
 def test_rotating_x_forwarded_for_shares_the_mapped_ip_limit(gateway, user):

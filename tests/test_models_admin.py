@@ -88,7 +88,7 @@ def test_valid_endpoints(endpoint):
     "endpoint",
     [
         "http://example.com/ws/",
-        "http://10.0.0.1/ws/",
+        "http://198.51.100.1/ws/",
         "ftp://example.com/ws/",
         "example.com/ws/",
         "https:///ws/",
