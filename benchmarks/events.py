@@ -37,6 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import BenchmarkError, run_on_test_database
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: Statements that only delimit transactions; they are not counted as queries.
@@ -55,10 +57,6 @@ CAPTURED_EVENTS = 5
 
 MESSAGE_BODY = {"action": "echo"}
 GATEWAY_API_ID = "bench0api0id"
-
-
-class BenchmarkError(Exception):
-    """An event was refused or answered wrongly: the measurement would be meaningless."""
 
 
 @dataclass(frozen=True)
@@ -171,26 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    os.environ.setdefault("DAGW_PG_NAME", "dagw_bench")
-    import django
-
-    django.setup()
-
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
-
-    setup_test_environment(debug=False)
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        return Bench(args).run()
-    except BenchmarkError as error:
-        print(f"\nBenchmark aborted: {error}", file=sys.stderr)
-        return 2
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
+    return run_on_test_database("dagw_bench", lambda: Bench(args).run())
 
 
 class Bench:
