@@ -515,7 +515,7 @@ class _Capture(BaseHTTPRequestHandler):
     do_POST = do_GET = do_DELETE = _answer
 
     def log_message(self, *args) -> None:
-        pass
+        """Keep the test output quiet: nothing to log."""
 
 
 @pytest.fixture
