@@ -59,6 +59,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     id="dagw.E006",
                 )
             )
+    errors += _check_transport(user)
     allow = user.get("ALLOW_UNAUTHENTICATED_GATEWAY")
     if allow is not None and not isinstance(allow, bool):
         errors.append(
@@ -66,6 +67,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 f"{SETTINGS_NAME}['ALLOW_UNAUTHENTICATED_GATEWAY'] must be True, False or None.",
                 id="dagw.E007",
             )
+        )
+    return errors
+
+
+def _check_transport(user: dict[str, Any]) -> list[Error]:
+    from django.utils.module_loading import import_string
+
+    from .transports import BaseTransport
+
+    errors = []
+    if "TRANSPORT" in user:
+        path = user["TRANSPORT"]
+        try:
+            transport = import_string(path) if isinstance(path, str) else None
+        except ImportError:
+            transport = None
+        if not (isinstance(transport, type) and issubclass(transport, BaseTransport)):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}['TRANSPORT'] must be the dotted path of a transport class.",
+                    hint="For example 'django_aws_api_gateway_websockets.transports.aws."
+                    "ManagementApiTransport'.",
+                    id="dagw.E009",
+                )
+            )
+    if not isinstance(user.get("TRANSPORT_OPTIONS", {}), dict):
+        errors.append(
+            Error(f"{SETTINGS_NAME}['TRANSPORT_OPTIONS'] must be a dict.", id="dagw.E014")
+        )
+    if not isinstance(user.get("TASK_BACKEND", "default"), str):
+        errors.append(
+            Error(f"{SETTINGS_NAME}['TASK_BACKEND'] must be a backend alias.", id="dagw.E015")
         )
     return errors
 

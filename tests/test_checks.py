@@ -267,3 +267,32 @@ def test_url_check_ids_are_errors_and_warnings():
 def test_wrong_type_handler_names_are_reported_never_raised():
     messages = _url_messages("tests.urls_bad_types")
     assert {"dagw.E011", "dagw.E012"} & set(_ids(messages))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"TRANSPORT": "no.such.module.Transport"}, "dagw.E009"),
+        ({"TRANSPORT": "django_aws_api_gateway_websockets.models.WebSocketSession"}, "dagw.E009"),
+        ({"TRANSPORT": 42}, "dagw.E009"),
+        ({"TRANSPORT_OPTIONS": ["endpoint_url"]}, "dagw.E014"),
+        ({"TASK_BACKEND": None}, "dagw.E015"),
+    ],
+)
+def test_transport_and_task_settings_are_checked(overrides, expected):
+    with override_settings(
+        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **overrides}
+    ):
+        assert expected in [message.id for message in checks.check_settings()]
+
+
+def test_valid_transport_settings_pass():
+    valid = {
+        "TRANSPORT": "django_aws_api_gateway_websockets.transports.outbox.OutboxTransport",
+        "TRANSPORT_OPTIONS": {"max_attempts": 2},
+        "TASK_BACKEND": "default",
+    }
+    with override_settings(
+        AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **valid}
+    ):
+        assert checks.check_settings() == []
