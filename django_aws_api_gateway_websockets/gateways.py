@@ -103,6 +103,10 @@ class GatewayCache:
         """The Management API target of the gateway with primary key ``pk``, if it has an API id."""
         self._fresh()
         info = self._by_pk.get(pk)
+        if info is None:  # created in another process since the snapshot: look again, once
+            with self._lock:
+                self._load()
+            info = self._by_pk.get(pk)
         return info.target if info is not None else None
 
     def clear(self) -> None:
