@@ -70,9 +70,7 @@ class GatewayClient:
         headers.update(overrides)
         return headers
 
-    def _post(
-        self, route_key: str, slug: str, body: Any, query: str, headers: dict
-    ) -> HttpResponse:
+    def _post(self, slug: str, body: Any, query: str, headers: dict) -> HttpResponse:
         url = self.path + slug + (f"?{query}" if query else "")
         if isinstance(body, (dict, list)):
             data: Any = json.dumps(body)
@@ -102,7 +100,7 @@ class GatewayClient:
             params[contract.CHANNEL_QUERY_PARAM] = channel
         all_headers = self.headers(contract.CONNECT, connection_id, **(headers or {}))
         slug = contract.route_slug(contract.CONNECT)
-        return self._post(contract.CONNECT, slug, None, urlencode(params), all_headers)
+        return self._post(slug, None, urlencode(params), all_headers)
 
     def message(
         self,
@@ -116,11 +114,11 @@ class GatewayClient:
         """Deliver a client message on ``route_key`` (at ``route_slug`` if it has its own)."""
         all_headers = self.headers(route_key, connection_id, **(headers or {}))
         slug = route_slug or contract.route_slug(route_key)
-        return self._post(route_key, slug, body, "", all_headers)
+        return self._post(slug, body, "", all_headers)
 
     def disconnect(
         self, *, connection_id: str | None = None, headers: dict[str, str] | None = None
     ) -> HttpResponse:
         all_headers = self.headers(contract.DISCONNECT, connection_id, **(headers or {}))
         slug = contract.route_slug(contract.DISCONNECT)
-        return self._post(contract.DISCONNECT, slug, None, "", all_headers)
+        return self._post(slug, None, "", all_headers)
