@@ -35,3 +35,27 @@ def run_on_test_database(pg_name: str, bench: Callable[[], int]) -> int:
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
+
+
+def database_label() -> str:
+    from django.db import connection
+
+    return {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(
+        connection.vendor, connection.vendor
+    )
+
+
+def database_description() -> str:
+    """The database server and driver versions, for a results table's header."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            cursor.execute("SHOW server_version")
+            return f"PostgreSQL {cursor.fetchone()[0]} (psycopg {psycopg.__version__})"
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT sqlite_version()")
+            return f"SQLite {cursor.fetchone()[0]} (in-memory test database)"
+    return connection.vendor

@@ -37,7 +37,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchmarkError, run_on_test_database
+from benchmarks.common import (
+    BenchmarkError,
+    database_description,
+    database_label,
+    run_on_test_database,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -355,7 +360,7 @@ class Bench:
 
         enforce = connection.vendor == "postgresql"
         bare = self.results["bare"]
-        lines = [f"# WebSocket events on {self.database_label()}", "", *self.versions(), ""]
+        lines = [f"# WebSocket events on {database_label()}", "", *self.versions(), ""]
         lines += [
             "| event | queries (max) | statements | events/s | µs/event "
             "| ratio to bare view | target | result |",
@@ -398,29 +403,10 @@ class Bench:
         print(f"Written to {path}")
         return 1 if missed else 0
 
-    def database_label(self) -> str:
-        from django.db import connection
-
-        return {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(
-            connection.vendor, connection.vendor
-        )
-
     def versions(self) -> list[str]:
         import django
-        from django.db import connection
 
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                import psycopg
-
-                cursor.execute("SHOW server_version")
-                server = cursor.fetchone()[0]
-                database = f"PostgreSQL {server} (psycopg {psycopg.__version__})"
-            elif connection.vendor == "sqlite":
-                cursor.execute("SELECT sqlite_version()")
-                database = f"SQLite {cursor.fetchone()[0]} (in-memory test database)"
-            else:
-                database = connection.vendor
+        database = database_description()
         per_round = self.args.events // self.args.rounds
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return [

@@ -48,7 +48,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BenchmarkError, run_on_test_database
+from benchmarks.common import (
+    BenchmarkError,
+    database_description,
+    database_label,
+    run_on_test_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -498,7 +503,7 @@ class Bench:
     def report(self) -> int:
         from django.db import connection
 
-        lines = [f"# Fan-out on {self.database_label()}", "", *self.versions(), ""]
+        lines = [f"# Fan-out on {database_label()}", "", *self.versions(), ""]
         lines += [
             "| scenario | implementation | wall time (s) | sends/s | CPU per send (µs) "
             "| ours / baseline sends/s | runs (s) | fake server CPU per send (µs) |",
@@ -568,31 +573,13 @@ class Bench:
             )
         return lines
 
-    def database_label(self) -> str:
-        from django.db import connection
-
-        return {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(
-            connection.vendor, connection.vendor
-        )
-
     def versions(self) -> list[str]:
         import boto3
         import django
-        from django.db import connection
 
         from django_aws_api_gateway_websockets.transports.aws import ManagementApiTransport
 
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                import psycopg
-
-                cursor.execute("SHOW server_version")
-                database = f"PostgreSQL {cursor.fetchone()[0]} (psycopg {psycopg.__version__})"
-            elif connection.vendor == "sqlite":
-                cursor.execute("SELECT sqlite_version()")
-                database = f"SQLite {cursor.fetchone()[0]} (in-memory test database)"
-            else:
-                database = connection.vendor
+        database = database_description()
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         transport = ManagementApiTransport()
         interval = transport.rate_limiter.interval

@@ -35,6 +35,7 @@ from django_aws_api_gateway_websockets.transports import (
 )
 from django_aws_api_gateway_websockets.transports import aws as aws_transport
 from django_aws_api_gateway_websockets.transports.http import ConnectionPool
+from tests.helpers import receiver
 from tests.management_api import ManagementApiServer
 
 LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
@@ -88,14 +89,8 @@ def env_credentials(no_aws_environment, monkeypatch) -> None:
 
 @pytest.fixture
 def failures_log() -> Iterator[list[dict]]:
-    received: list[dict] = []
-
-    def receiver(sender, **kwargs):
-        received.append({"sender": sender, **kwargs})
-
-    signals.delivery_failed.connect(receiver)
-    yield received
-    signals.delivery_failed.disconnect(receiver)
+    with receiver(signals.delivery_failed) as calls:
+        yield calls
 
 
 #: Sessions are made as connected a minute ago, well after their $connect returned.

@@ -24,6 +24,7 @@ from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSessio
 from django_aws_api_gateway_websockets.testing import new_connection_id
 from django_aws_api_gateway_websockets.transports import Target
 from django_aws_api_gateway_websockets.transports.outbox import OutboxTransport, outbox
+from tests.helpers import receiver
 
 SERVER_ERROR = "InternalServerErrorException"
 SENDING_LOGGER = "django_aws_api_gateway_websockets.sending"
@@ -88,14 +89,8 @@ def connected_ids() -> set[str]:
 
 @pytest.fixture
 def failures() -> Iterator[list[dict]]:
-    received: list[dict] = []
-
-    def receiver(sender, **kwargs):
-        received.append({"sender": sender, **kwargs})
-
-    signals.delivery_failed.connect(receiver)
-    yield received
-    signals.delivery_failed.disconnect(receiver)
+    with receiver(signals.delivery_failed) as calls:
+        yield calls
 
 
 # -- one session --------------------------------------------------------------------------------
