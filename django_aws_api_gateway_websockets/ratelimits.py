@@ -38,7 +38,8 @@ def window_bounds(now: datetime, window: int) -> tuple[datetime, datetime]:
     return start_dt, start_dt + timedelta(seconds=window)
 
 
-def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[tuple[str, datetime], int]:
+def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[str, int]:
+    """Add one to each row's counter (creating it at 1); return the new counts by key."""
     meta = RateLimitWindow._meta
     qn = connection.ops.quote_name
     table = qn(meta.db_table)
@@ -59,7 +60,7 @@ def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[tuple[str
                 lookup: list[object] = []
                 for row_key, row_start, _end in rows:
                     lookup += [row_key, adapt(row_start)]
-                cursor.execute(f"SELECT {key}, {start}, {count} FROM {table} WHERE {where}", lookup)  # noqa: S608
+                cursor.execute(f"SELECT {key}, {count} FROM {table} WHERE {where}", lookup)  # noqa: S608
                 fetched = cursor.fetchall()
         else:
             cursor.execute(
@@ -68,8 +69,8 @@ def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[tuple[str
                 f"RETURNING {key}, {count}",
                 params,
             )
-            fetched = [(k, None, c) for k, c in cursor.fetchall()]
-    return {(k, s): c for k, s, c in fetched}
+            fetched = cursor.fetchall()
+    return dict(fetched)
 
 
 def hit(limits: Sequence[Limit], now: datetime | None = None) -> None:
@@ -87,7 +88,6 @@ def hit(limits: Sequence[Limit], now: datetime | None = None) -> None:
         rows.append((limit.key, start, end))
     counts = _increment(rows)
     for limit, (row_key, _start, end) in zip(active, rows, strict=False):
-        count = next(c for (k, _s), c in counts.items() if k == row_key)
-        if count > limit.limit:
+        if counts[row_key] > limit.limit:
             retry_after = max(1, math.ceil((end - now).total_seconds()))
             raise RateLimited(_("Too many attempts; try again later."), retry_after=retry_after)
