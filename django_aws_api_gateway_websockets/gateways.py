@@ -17,7 +17,6 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
-from . import contract
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
@@ -66,20 +65,13 @@ class GatewayCache:
             "custom_domain_name",
             "api_mapping_key",
         ):
-            endpoint = contract.management_endpoint_url(
-                api_id=gateway.api_id or "",
-                region=gateway.region,
-                stage=gateway.stage,
-                custom_domain=gateway.custom_domain_name,
-                mapping_key=gateway.api_mapping_key,
-            )
             snapshot[gateway.api_id or ""] = GatewayInfo(
                 pk=gateway.pk,
                 api_id=gateway.api_id or "",
                 name=gateway.name,
                 default_channel_name=gateway.default_channel_name,
                 message_routes=frozenset({DEFAULT_SLUG, *routes.get(gateway.pk, ())}),
-                target=Target(endpoint, gateway.region),
+                target=Target(gateway.management_endpoint_url, gateway.region),
             )
         self._by_api_id = snapshot
         self._by_pk = {info.pk: info for info in snapshot.values()}

@@ -166,13 +166,11 @@ class ApiGateway(models.Model):
 
     @property
     def websocket_url(self) -> str:
-        """The ``wss://`` URL browsers connect to (custom domain when there is one)."""
-        if self.custom_domain_name:
-            path = f"/{self.api_mapping_key}" if self.api_mapping_key else ""
-            return f"wss://{self.custom_domain_name}{path}"
-        if self.api_id:
-            return f"wss://{self.api_id}.execute-api.{self.region}.amazonaws.com/{self.stage}"
-        return ""
+        """The ``wss://`` URL browsers connect to: the Management API's host and path (custom
+        domain when there is one), empty until the API has an id or a domain."""
+        if not (self.custom_domain_name or self.api_id):
+            return ""
+        return "wss://" + self.management_endpoint_url.removeprefix("https://")
 
 
 class ApiGatewayAdditionalRoute(models.Model):
