@@ -32,6 +32,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from . import contract, ratelimits, routing, signals
 from .channels import validate_channel_name
 from .conf import ws_settings
+from .discovery import anonymous_tokens_allowed
 from .events import GatewayEvent, parse_event
 from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, WebSocketRefusal
 from .gateways import GatewayInfo, gateway_cache
@@ -285,8 +286,6 @@ class WebSocketTokenView(View):
             return refusal.as_response()
 
     def _mint(self, request: HttpRequest) -> HttpResponseBase:
-        from .discovery import anonymous_tokens_allowed
-
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             if not user.is_active:
