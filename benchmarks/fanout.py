@@ -301,6 +301,7 @@ class Bench:
                     connection_id=cid,
                     gateway=self.gateway,
                     channel_name=channel,
+                    state=WebSocketSession.State.OPEN,
                     connected_at=now,
                     last_seen_at=now,
                     source_ip="203.0.113.7",

@@ -29,9 +29,7 @@ def cleanup(now: datetime | None = None) -> CleanupResult:
     """Run every cleanup step once. Each step is one statement; safe to run concurrently."""
     now = now or timezone.now()
     max_age = now - timedelta(seconds=contract.MAX_CONNECTION_SECONDS)
-    expired = WebSocketSession.objects.filter(connected=True, connected_at__lt=max_age).update(
-        connected=False, disconnected_at=now
-    )
+    expired = WebSocketSession.objects.filter(connected_at__lt=max_age).mark_closed(now)
     session_cutoff = now - timedelta(seconds=float(ws_settings.DISCONNECTED_SESSION_RETENTION))
     deleted_sessions, _ = WebSocketSession.objects.filter(
         connected=False, disconnected_at__lt=session_cutoff

@@ -45,6 +45,8 @@ def validate_target_base_endpoint(value: str) -> None:
 
 
 slug_re = re.compile(r"[-a-zA-Z0-9_]+")
+#: URL slugs with a fixed meaning: no custom route may be answered by one of them.
+RESERVED_SLUGS = tuple(contract.SYSTEM_ROUTE_SLUGS.values())
 route_key_validator = RegexValidator(
     r"^[A-Za-z0-9_.:-]{1,128}$",
     _("A custom route key uses letters, digits, '_', '-', '.', ':' and cannot start with '$'."),
@@ -220,7 +222,22 @@ class ApiGatewayAdditionalRoute(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["gateway", "route_key"], name="dagw_route_key_unique_per_gateway"
-            )
+            ),
+            # Enforced by the database, not only by clean(): objects.create() skips clean(), and
+            # a custom route answered by the "connect" slug would turn messages into $connects.
+            models.CheckConstraint(
+                condition=~models.Q(route_key__startswith="$"),
+                name="dagw_route_key_not_reserved",
+                violation_error_message=_("Route keys starting with '$' are reserved."),
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(route_slug__in=RESERVED_SLUGS)
+                & ~(models.Q(route_slug="") & models.Q(route_key__in=RESERVED_SLUGS)),
+                name="dagw_route_slug_not_reserved",
+                violation_error_message=_(
+                    "'connect', 'disconnect' and 'default' are reserved slugs."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -237,7 +254,7 @@ class ApiGatewayAdditionalRoute(models.Model):
                     {"route_slug": _("This route key is not a valid slug: enter a route slug.")}
                 )
             self.route_slug = self.route_key
-        if self.route_slug in contract.SYSTEM_ROUTE_SLUGS.values():
+        if self.route_slug in RESERVED_SLUGS:
             raise ValidationError(
                 {"route_slug": _("'connect', 'disconnect' and 'default' are reserved slugs.")}
             )
@@ -257,6 +274,20 @@ class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
 
     def connected(self) -> WebSocketSessionQuerySet:
         return self.filter(connected=True)
+
+    def mark_closed(self, when: Any = None) -> int:
+        """Record that these sessions' sockets are gone (one UPDATE); returns how many were open."""
+        return self.filter(connected=True).update(
+            connected=False,
+            state=WebSocketSession.State.CLOSED,
+            disconnected_at=when or timezone.now(),
+        )
+
+    def mark_open(self) -> int:
+        """Record that these sessions' sockets are known to be open (they were connecting)."""
+        return self.filter(state=WebSocketSession.State.CONNECTING).update(
+            state=WebSocketSession.State.OPEN
+        )
 
     def in_channel(self, channel_name: str) -> WebSocketSessionQuerySet:
         return self.filter(channel_name=channel_name)
@@ -298,6 +329,14 @@ class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
 class WebSocketSession(models.Model):
     """One WebSocket connection held by API Gateway."""
 
+    class State(models.TextChoices):
+        #: ``$connect`` accepted it; API Gateway opens the socket only after that answer, and
+        #: answers 410 to sends until then.
+        CONNECTING = "connecting", _("Connecting")
+        #: The socket is known to be open: a message arrived or a send was delivered.
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+
     connection_id = models.CharField(_("connection id"), max_length=128, unique=True)
     gateway = models.ForeignKey(
         ApiGateway,
@@ -306,10 +345,16 @@ class WebSocketSession(models.Model):
         verbose_name=_("API Gateway"),
     )
     channel_name = models.CharField(_("channel name"), max_length=100)
+    state = models.CharField(
+        _("state"), max_length=10, choices=State.choices, default=State.CONNECTING
+    )
+    #: ``state != "closed"``, kept as its own indexed column because every query filters on it
+    #: (a check constraint keeps the two in step).
     connected = models.BooleanField(_("connected"), default=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
+        # A deleted user's sessions go with it: they must not carry on as anonymous ones.
+        on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="websocket_sessions",
@@ -336,10 +381,22 @@ class WebSocketSession(models.Model):
             # A user's open connections.
             models.Index(fields=["user", "connected"], name="dagw_session_user"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(connected=True) & ~models.Q(state="closed"))
+                | (models.Q(connected=False) & models.Q(state="closed")),
+                name="dagw_session_state_matches_connected",
+            )
+        ]
 
     def __str__(self) -> str:
-        state = _("connected") if self.connected else _("disconnected")
-        return f"{self.connection_id} [{self.channel_name}] ({state})"
+        return f"{self.connection_id} [{self.channel_name}] ({self.get_state_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Whichever of the two a caller set to "gone" wins, so they never disagree.
+        if not self.connected or self.state == self.State.CLOSED:
+            self.connected, self.state = False, self.State.CLOSED
+        super().save(*args, **kwargs)
 
     def send_message(self, data: Any) -> Any:
         """Send ``data`` to this connection; returns a delivery report."""
@@ -353,9 +410,14 @@ class WebSocketSession(models.Model):
 
         report = close_connections([self])
         if self.connection_id in report.sent or self.connection_id in report.gone:
-            self.connected = False
-            self.disconnected_at = timezone.now()
+            self._closed_locally()
         return report
+
+    def _closed_locally(self) -> None:
+        """Mirror :meth:`WebSocketSessionQuerySet.mark_closed` on this instance."""
+        self.connected = False
+        self.state = self.State.CLOSED
+        self.disconnected_at = timezone.now()
 
     def is_connected(self) -> bool:
         """Ask API Gateway (GetConnection) whether this connection is still open."""
@@ -376,6 +438,23 @@ class WebSocketToken(models.Model):
         related_name="websocket_tokens",
         verbose_name=_("user"),
     )
+    # The optional audience: empty/NULL accepts any; otherwise checked by the UPDATE that
+    # consumes the token, so a token minted for one view, API or channel opens no other.
+    audience = models.CharField(
+        _("audience"),
+        max_length=200,
+        blank=True,
+        help_text=_("The token_audience of the only WebSocketView that accepts this token."),
+    )
+    gateway = models.ForeignKey(
+        ApiGateway,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("API Gateway"),
+    )
+    channel_name = models.CharField(_("channel name"), max_length=100, blank=True)
     created_at = models.DateTimeField(_("created at"))
     expires_at = models.DateTimeField(_("expires at"))
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)

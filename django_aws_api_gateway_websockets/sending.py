@@ -214,8 +214,8 @@ class _Run:
         while self._to_mark:
             batch, self._to_mark = self._to_mark[:GONE_BATCH], self._to_mark[GONE_BATCH:]
             WebSocketSession.objects.using(self.db_alias).filter(
-                connection_id__in=batch, connected=True
-            ).update(connected=False, disconnected_at=now)
+                connection_id__in=batch
+            ).mark_closed(now)
 
     def _announce(self) -> None:
         report = self.report
@@ -261,8 +261,7 @@ def is_connected(session: WebSocketSession) -> bool:
         return False
     report, data = probe_connections([session])
     if session.connection_id in report.gone:
-        session.connected = False
-        session.disconnected_at = timezone.now()
+        session._closed_locally()
         return False
     if session.connection_id in report.failed:
         raise ConnectionProbeFailed(report.failed[session.connection_id])

@@ -47,6 +47,7 @@ logger = logging.getLogger("django_aws_api_gateway_websockets")
 _SESSION_UPSERT_FIELDS = [
     "gateway",
     "channel_name",
+    "state",
     "connected",
     "user",
     "source_ip",
@@ -212,6 +213,7 @@ class WebSocketView(View):
             connection_id=event.connection_id,
             gateway_id=self.gateway.pk,
             channel_name=channel,
+            state=WebSocketSession.State.CONNECTING,
             connected=True,
             user_id=owner_id,
             source_ip=event.source_ip,
@@ -262,8 +264,8 @@ class WebSocketView(View):
     def _disconnect(self, request: HttpRequest) -> HttpResponseBase:
         event = self.event
         WebSocketSession.objects.filter(
-            connection_id=event.connection_id, gateway_id=self.gateway.pk, connected=True
-        ).update(connected=False, disconnected_at=timezone.now())
+            connection_id=event.connection_id, gateway_id=self.gateway.pk
+        ).mark_closed()
         signals.disconnected.send(
             sender=type(self),
             connection_id=event.connection_id,

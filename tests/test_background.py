@@ -277,9 +277,7 @@ def test_session_that_disconnects_between_enqueue_and_run_is_skipped(gateway):
     leaving = sessions[1]
 
     results = WebSocketSession.objects.all().send_message({"n": 1}, background=True)
-    WebSocketSession.objects.filter(pk=leaving.pk).update(
-        connected=False, disconnected_at=timezone.now()
-    )
+    WebSocketSession.objects.filter(pk=leaving.pk).mark_closed()
     run_worker()
 
     assert leaving.connection_id not in outbox.sent

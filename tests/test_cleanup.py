@@ -37,6 +37,7 @@ def _session(gateway, *, age: timedelta, connected: bool = True, gone: timedelta
         gateway=gateway,
         channel_name="lobby",
         connected=connected,
+        state="open" if connected else "closed",
         connected_at=now - age,
         last_seen_at=now - age,
         disconnected_at=None if gone is None else now - gone,

@@ -115,6 +115,7 @@ def make_sessions(
             gateway=gateway,
             channel_name=channel,
             connected=connected,
+            state="open" if connected else "closed",
             connected_at=now - max(age, idle),
             last_seen_at=now - idle,
         )

@@ -68,6 +68,7 @@ def make_sessions(
             channel_name=channel,
             user=user,
             connected=connected,
+            state="open" if connected else "closed",
             connected_at=now - max(age, idle),
             last_seen_at=now - idle,
             disconnected_at=None if connected else now,
