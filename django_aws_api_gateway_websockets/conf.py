@@ -20,9 +20,27 @@ DEFAULTS: dict[str, Any] = {
     # Shared secrets that API Gateway sends in a static header on every integration request.
     # The first one is what provisioning writes; all of them are accepted (rotation).
     "GATEWAY_SECRETS": [],
-    # Accept events without a gateway secret when none is configured. ``None`` means "only
-    # while settings.DEBUG is on", so a production site never runs unauthenticated by accident.
-    "ALLOW_UNAUTHENTICATED_GATEWAY": None,
+    # Accept events without a gateway secret when none is configured: an explicit opt-in for
+    # local experiments (``True``), logged as a warning on every event it lets in. DEBUG does not
+    # imply it: a tunnelled development server is reachable by anyone.
+    "ALLOW_UNAUTHENTICATED_GATEWAY": False,
+    # The pipeline's stages (dotted paths), each overridable on a view like DRF's classes.
+    "GATEWAY_AUTHENTICATORS": [
+        "django_aws_api_gateway_websockets.authentication.SharedSecretAuthenticator"
+    ],
+    "THROTTLE_CLASSES": [
+        "django_aws_api_gateway_websockets.throttling.ConnectRateThrottle",
+        "django_aws_api_gateway_websockets.throttling.UserConnectRateThrottle",
+    ],
+    "PERMISSION_CLASSES": [],
+    # Rate limits key an IPv6 address on this network prefix (a subscriber usually has a /64).
+    "IPV6_RATE_LIMIT_PREFIX": 64,
+    # The client address of ordinary HTTP requests (the token endpoint): a function of the
+    # request, by default REMOTE_ADDR, the X-Forwarded-For entry added by the nearest of
+    # TRUSTED_PROXY_COUNT proxies, or the header CLIENT_IP_HEADER set by a trusted proxy.
+    "CLIENT_IP_FUNCTION": "django_aws_api_gateway_websockets.client_ip.client_ip",
+    "TRUSTED_PROXY_COUNT": 0,
+    "CLIENT_IP_HEADER": "",
     # How long a process may use its cached copy of the gateway records (seconds).
     "GATEWAY_CACHE_SECONDS": 5.0,
     # WebSocket tokens: lifetime in seconds.
@@ -69,6 +87,7 @@ NUMERIC_KEYS = (
     "RATE_LIMIT_RETENTION",
     "SEND_CHUNK_SIZE",
     "TASK_BATCH_SIZE",
+    "TRUSTED_PROXY_COUNT",
 )
 
 #: Keys that must be strictly positive (a zero window or lifetime makes no sense).
@@ -110,16 +129,11 @@ class WebSocketSettings:
             secrets = [secrets]
         return [s for s in secrets if isinstance(s, str) and s]
 
-    @property
-    def allow_unauthenticated_gateway(self) -> bool:
-        allow = self.ALLOW_UNAUTHENTICATED_GATEWAY
-        return bool(settings.DEBUG) if allow is None else bool(allow)
-
 
 ws_settings = WebSocketSettings()
 
 
 @receiver(setting_changed)
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting in (SETTINGS_NAME, "DEBUG"):
+    if setting == SETTINGS_NAME:
         ws_settings.reload()

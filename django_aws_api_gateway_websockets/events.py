@@ -1,13 +1,13 @@
-"""Parse and authenticate an integration request from API Gateway into a :class:`GatewayEvent`.
+"""Parse an integration request from API Gateway into a :class:`GatewayEvent`.
 
-Everything a client or a forger controls passes through here first. The gateway secret is checked
-before anything else is read; every other problem becomes a :class:`~.exceptions.BadEvent` (400) or
-:class:`~.exceptions.PayloadTooLarge` (413), never an unhandled error.
+Everything a client controls passes through here first, once a gateway authenticator
+(:mod:`.authentication`) has admitted the request; every problem becomes a
+:class:`~.exceptions.BadEvent` (400) or :class:`~.exceptions.PayloadTooLarge` (413), never an
+unhandled error.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import re
@@ -19,8 +19,7 @@ from django.http import HttpRequest, QueryDict
 from django.utils.translation import gettext as _
 
 from . import contract
-from .conf import ws_settings
-from .exceptions import BadEvent, Forbidden, PayloadTooLarge
+from .exceptions import BadEvent, PayloadTooLarge
 
 #: API Gateway's ids are 16 characters of base64url; accept any opaque id of that alphabet.
 CONNECTION_ID_RE = re.compile(r"[A-Za-z0-9_=-]{1,128}")
@@ -40,6 +39,8 @@ class GatewayEvent:
     """One call from API Gateway, after authentication and validation."""
 
     route: str
+    #: The route key API Gateway selected (``$connect``, ``$default``, a custom key).
+    route_key: str
     connection_id: str
     api_id: str
     source_ip: str | None
@@ -61,25 +62,6 @@ class GatewayEvent:
     @property
     def is_message(self) -> bool:
         return not (self.is_connect or self.is_disconnect)
-
-
-def authenticate_gateway(request: HttpRequest) -> None:
-    """Check the shared secret in constant time against every configured one (rotation).
-
-    Each comparison runs even after a match, so timing tells nothing about which secret matched.
-    """
-    secrets = ws_settings.gateway_secrets
-    if not secrets:
-        if ws_settings.allow_unauthenticated_gateway:
-            return
-        raise Forbidden(_("Gateway authentication is not configured."))
-    given = request.META.get(contract.GATEWAY_SECRET_META_KEY, "")
-    given_bytes = given.encode("utf-8", "surrogateescape")
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(given_bytes, secret.encode("utf-8"))
-    if not matched:
-        raise Forbidden(_("Gateway authentication failed."))
 
 
 def _header(request: HttpRequest, header: contract.MappedHeader) -> str:
@@ -145,9 +127,29 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _route_key(request: HttpRequest, route: str) -> str:
+    """The route key API Gateway mapped, checked against the URL slug it called.
+
+    A custom route may legally be keyed ``connect``; without this check its messages would run
+    the ``$connect`` pipeline. The event type is checked too: only API Gateway's own ``$connect``
+    and ``$disconnect`` events reach those slugs, and no message reaches them.
+    """
+    route_key = _header(request, contract.ROUTE_KEY)
+    event_type = _header(request, contract.EVENT_TYPE)
+    if not route_key or not event_type:
+        raise BadEvent(_("Missing route key or event type."))
+    expected = {CONNECT_SLUG: contract.CONNECT, DISCONNECT_SLUG: contract.DISCONNECT}.get(route)
+    if expected is not None:
+        if route_key != expected or event_type != contract.event_type_for(expected):
+            raise BadEvent(_("The route key does not match the route."))
+    elif event_type != contract.MESSAGE_EVENT_TYPE or route_key in contract.EVENT_TYPES:
+        raise BadEvent(_("The route key does not match the route."))
+    return route_key
+
+
 def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
-    """Authenticate ``request`` as coming from API Gateway and return its typed event."""
-    authenticate_gateway(request)
+    """Parse an authenticated request from API Gateway into its typed event."""
+    route_key = _route_key(request, route)
     connection_id = _header(request, contract.CONNECTION_ID)
     if not CONNECTION_ID_RE.fullmatch(connection_id):
         raise BadEvent(_("Missing or malformed connection id."))
@@ -164,6 +166,7 @@ def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
     is_message = route not in (CONNECT_SLUG, DISCONNECT_SLUG)
     return GatewayEvent(
         route=route,
+        route_key=route_key,
         connection_id=connection_id,
         api_id=api_id,
         source_ip=source_ip,

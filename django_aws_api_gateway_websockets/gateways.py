@@ -17,10 +17,11 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
+from . import contract
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
-from .models import ApiGateway, ApiGatewayAdditionalRoute
+from .models import RESERVED_SLUGS, ApiGateway, ApiGatewayAdditionalRoute
 from .transports import Target
 
 
@@ -32,7 +33,8 @@ class GatewayInfo:
     api_id: str
     name: str
     default_channel_name: str
-    message_routes: frozenset[str]
+    #: URL slug of each message route -> the route keys API Gateway may send to it.
+    message_routes: dict[str, frozenset[str]]
     #: Where this gateway's Management API is reached.
     target: Target
 
@@ -48,12 +50,12 @@ class GatewayCache:
         return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
 
     def _load(self) -> None:
-        routes: dict[int, set[str]] = {}
+        routes: dict[int, dict[str, set[str]]] = {}
         for gateway_id, slug, key, uri in ApiGatewayAdditionalRoute.objects.values_list(
             "gateway_id", "route_slug", "route_key", "integration_uri"
         ):
             if not uri:
-                routes.setdefault(gateway_id, set()).add(slug or key)
+                routes.setdefault(gateway_id, {}).setdefault(slug or key, set()).add(key)
         snapshot = {}
         for gateway in ApiGateway.objects.exclude(api_id=None).only(
             "pk",
@@ -70,7 +72,14 @@ class GatewayCache:
                 api_id=gateway.api_id or "",
                 name=gateway.name,
                 default_channel_name=gateway.default_channel_name,
-                message_routes=frozenset({DEFAULT_SLUG, *routes.get(gateway.pk, ())}),
+                message_routes={
+                    DEFAULT_SLUG: frozenset({contract.DEFAULT}),
+                    **{
+                        slug: frozenset(keys)
+                        for slug, keys in routes.get(gateway.pk, {}).items()
+                        if slug not in RESERVED_SLUGS
+                    },
+                },
                 target=Target(gateway.management_endpoint_url, gateway.region),
             )
         self._by_api_id = snapshot

@@ -42,7 +42,21 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def mint_token(user: Any | None) -> MintedToken:
+@dataclass(frozen=True)
+class Audience:
+    """Where a token may be used. Empty parts accept anything, except ``view``: a token minted
+    for one view's ``token_audience`` opens only that view, and one minted for none opens only
+    views that declare none."""
+
+    view: str = ""
+    gateway_id: int | None = None
+    channel_name: str = ""
+
+
+ANY_AUDIENCE = Audience()
+
+
+def mint_token(user: Any | None, audience: Audience = ANY_AUDIENCE) -> MintedToken:
     """Create a token for ``user`` (``None`` for an anonymous connection) and store its hash."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     lifetime = int(ws_settings.TOKEN_LIFETIME)
@@ -50,6 +64,9 @@ def mint_token(user: Any | None) -> MintedToken:
     record = WebSocketToken.objects.create(
         token_hash=hash_token(token),
         user=user,
+        audience=audience.view,
+        gateway_id=audience.gateway_id,
+        channel_name=audience.channel_name,
         created_at=now,
         expires_at=now + timedelta(seconds=lifetime),
     )
@@ -57,24 +74,33 @@ def mint_token(user: Any | None) -> MintedToken:
 
 
 class TokenRejected(Exception):
-    """The token is unknown, used or expired."""
+    """The token is unknown, used, expired or minted for another view, API or channel."""
 
 
-def consume_token(token: str, now: datetime | None = None) -> int | None:
+def consume_token(
+    token: str,
+    now: datetime | None = None,
+    *,
+    view: str = "",
+    gateway_id: int | None = None,
+    channel_name: str = "",
+) -> int | None:
     """Mark the token used and return its owner's primary key (``None``: anonymous token).
 
     Raises :class:`TokenRejected` unless this call is the one that used it. A token whose owner
-    has been deactivated since it was minted is rejected too, in the same statement.
+    has been deactivated since it was minted, or whose audience is another view, API or channel,
+    is rejected by the same statement and stays unused.
     """
+    used_for = Audience(view=view, gateway_id=gateway_id, channel_name=channel_name)
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenRejected
     now = now or timezone.now()
     token_hash = hash_token(token)
     db = connections[router.db_for_write(WebSocketToken)]
     if db.vendor in ("postgresql", "sqlite"):
-        owner = _consume_returning(db, token_hash, now)
+        owner = _consume_returning(db, token_hash, now, used_for)
     else:
-        owner = _consume_locked(db, token_hash, now)
+        owner = _consume_locked(db, token_hash, now, used_for)
     if owner is _NO_OWNER:
         raise TokenRejected
     return owner  # type: ignore[return-value]
@@ -89,16 +115,38 @@ def _active_field() -> Field | None:
     return field if getattr(field, "concrete", False) else None
 
 
-def _consume_returning(db: BaseDatabaseWrapper, token_hash: str, now: datetime) -> object:
+def _consume_returning(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
     meta = WebSocketToken._meta
     qn = db.ops.quote_name
     col = {
         name: qn(meta.get_field(name).column)
-        for name in ("token_hash", "used_at", "expires_at", "user")
+        for name in (
+            "token_hash",
+            "used_at",
+            "expires_at",
+            "user",
+            "audience",
+            "gateway",
+            "channel_name",
+        )
     }
     stamp = db.ops.adapt_datetimefield_value(now)
-    where = f"{col['token_hash']} = %s AND {col['used_at']} IS NULL AND {col['expires_at']} > %s"
-    params: list[object] = [stamp, token_hash, stamp]
+    where = (
+        f"{col['token_hash']} = %s AND {col['used_at']} IS NULL AND {col['expires_at']} > %s"
+        f" AND {col['audience']} = %s"
+        f" AND ({col['gateway']} IS NULL OR {col['gateway']} = %s)"
+        f" AND ({col['channel_name']} = '' OR {col['channel_name']} = %s)"
+    )
+    params: list[object] = [
+        stamp,
+        token_hash,
+        stamp,
+        used_for.view,
+        used_for.gateway_id,
+        used_for.channel_name,
+    ]
     active = _active_field()
     if active is not None:
         user_meta = get_user_model()._meta
@@ -118,12 +166,17 @@ def _consume_returning(db: BaseDatabaseWrapper, token_hash: str, now: datetime) 
     return _NO_OWNER if row is None else row[0]
 
 
-def _consume_locked(db: BaseDatabaseWrapper, token_hash: str, now: datetime) -> object:
+def _consume_locked(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
     """Fallback for databases without ``UPDATE … RETURNING``: lock, then update."""
     tokens = WebSocketToken.objects.using(db.alias)
     usable = Q(user=None)
     if _active_field() is not None:
         usable |= Q(user__is_active=True)
+    usable &= Q(audience=used_for.view)
+    usable &= Q(gateway=None) | Q(gateway_id=used_for.gateway_id)
+    usable &= Q(channel_name="") | Q(channel_name=used_for.channel_name)
     with transaction.atomic(using=db.alias):
         row = (
             tokens.select_for_update(of=("self",))

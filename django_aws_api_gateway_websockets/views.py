@@ -1,12 +1,14 @@
 """The views: :class:`WebSocketView` for API Gateway's integrations and the token endpoint.
 
-Reading order of one event, all in :meth:`WebSocketView.dispatch`: the request is parsed and the
-gateway authenticated (:mod:`.events`), the gateway record is found (:mod:`.gateways`), then one
-of three pipelines runs: ``$connect`` (:meth:`~WebSocketView._connect`), a message
-(:meth:`~WebSocketView._message`) or ``$disconnect`` (:meth:`~WebSocketView._disconnect`). Every
-refusal is a :class:`~.exceptions.WebSocketRefusal` raised where it is detected and turned into a
-response in ``dispatch``. Subclasses add handler methods and hooks; the checks run regardless of
-what a subclass overrides, because ``dispatch`` calls them itself.
+Reading order of one event, all in :meth:`WebSocketView.dispatch`: the gateway authenticators
+admit the request (:mod:`.authentication`), it is parsed (:mod:`.events`), the gateway record is
+found (:mod:`.gateways`), then one of three pipelines runs: ``$connect``
+(:meth:`~WebSocketView._connect`: token, throttles, permissions, session), a message
+(:meth:`~WebSocketView._message`: session, optional permissions, handler) or ``$disconnect``.
+Each stage is a list of small classes named in settings or on the view, like DRF's
+``authentication_classes``; ``dispatch`` runs every one itself, so a subclass never has to call
+``super()`` for a check to happen. Every refusal is a :class:`~.exceptions.WebSocketRefusal`
+raised where it is detected and turned into a response in ``dispatch``.
 """
 
 from __future__ import annotations
@@ -18,28 +20,33 @@ from functools import cache
 from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.functional import SimpleLazyObject
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import contract, ratelimits, routing, signals
+from .authentication import BaseGatewayAuthenticator, authenticate_gateway
 from .channels import validate_channel_name
+from .client_ip import get_client_ip
 from .conf import ws_settings
 from .discovery import anonymous_tokens_allowed
 from .events import GatewayEvent, parse_event
 from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, WebSocketRefusal
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
-from .permissions import check_permissions
+from .permissions import BasePermission, RequiredPermissions, enforce
 from .sending import connect_in_progress
-from .tokens import TokenRejected, consume_token, mint_token
+from .throttling import BaseThrottle, ip_key
+from .tokens import Audience, TokenRejected, consume_token, mint_token
 
 logger = logging.getLogger("django_aws_api_gateway_websockets")
 
@@ -61,6 +68,23 @@ _SESSION_UPSERT_FIELDS = [
 @cache
 def _allowed_handlers(view_class: type) -> frozenset[str]:
     return routing.allowed_handler_names(view_class)
+
+
+@cache
+def _import(path: str) -> Any:
+    return import_string(path)
+
+
+def _instances(configured: Sequence[Any] | None, setting: str) -> list[Any]:
+    """A stage's objects: the view's own list, else the setting's; dotted paths are imported."""
+    entries = getattr(ws_settings, setting) if configured is None else configured
+    return [(_import(entry) if isinstance(entry, str) else entry)() for entry in entries]
+
+
+def _no_login_required(view: Any) -> Any:
+    """Exempt from Django's ``LoginRequiredMiddleware``: API Gateway has no login session, and
+    the token endpoint must answer JSON 401, never redirect (with the token in ``next``)."""
+    return login_not_required(view)
 
 
 def _lazy_user(pk: int | None) -> Any:
@@ -120,6 +144,16 @@ class WebSocketView(View):
     all_permissions_required: ClassVar[Sequence[str]] = ()
     #: Handler names clients may select, in addition to methods marked ``@websocket_handler``.
     allowed_handlers: ClassVar[Sequence[str]] = ()
+    #: Accept only tokens minted for this audience (``audience=`` on the token endpoint); the
+    #: default ``""`` accepts only tokens minted for no particular view.
+    token_audience: ClassVar[str] = ""
+    #: The pipeline's stages; ``None`` uses ``GATEWAY_AUTHENTICATORS``, ``THROTTLE_CLASSES`` and
+    #: ``PERMISSION_CLASSES`` from settings. Classes or dotted paths.
+    gateway_authenticators: ClassVar[Sequence[type[BaseGatewayAuthenticator] | str] | None] = None
+    throttle_classes: ClassVar[Sequence[type[BaseThrottle] | str] | None] = None
+    permission_classes: ClassVar[Sequence[type[BasePermission] | str] | None] = None
+    #: Ask the permission classes again on every message, not only on ``$connect``.
+    check_permissions_on_message: ClassVar[bool] = False
 
     http_method_names: ClassVar[list[str]] = [contract.INTEGRATION_METHOD.lower()]  # type: ignore[misc]
 
@@ -131,7 +165,19 @@ class WebSocketView(View):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
         # API Gateway cannot send a CSRF token; the gateway secret authenticates it instead.
-        return csrf_exempt(super().as_view(**initkwargs))
+        return _no_login_required(csrf_exempt(super().as_view(**initkwargs)))
+
+    # Stages ------------------------------------------------------------------------------------
+
+    def get_gateway_authenticators(self) -> list[BaseGatewayAuthenticator]:
+        return _instances(self.gateway_authenticators, "GATEWAY_AUTHENTICATORS")
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return _instances(self.throttle_classes, "THROTTLE_CLASSES")
+
+    def get_permissions(self) -> list[BasePermission]:
+        """The configured permission classes, then the view's required permissions."""
+        return [*_instances(self.permission_classes, "PERMISSION_CLASSES"), RequiredPermissions()]
 
     # Hooks -------------------------------------------------------------------------------------
 
@@ -154,6 +200,7 @@ class WebSocketView(View):
             route = kwargs.get("route")
             if not isinstance(route, str) or not route:
                 raise UnknownRoute()
+            authenticate_gateway(request, self.get_gateway_authenticators())
             self.event = parse_event(request, route)
             self.gateway = gateway_cache.get(self.event.api_id)
             if self.event.is_connect:
@@ -174,38 +221,32 @@ class WebSocketView(View):
         event, now = self.event, timezone.now()
         if event.source_ip is None:
             raise BadEvent(_("Missing source IP."))
-        # Checked before the token is spent: a typo in ?channel= must not burn it.
+        # Every check that needs no query runs before the token is spent: a typo in ?channel=
+        # must not burn it.
         channel = validate_channel_name(
             event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
         )
-        ip_limit = ratelimits.Limit(
-            f"connect:ip:{event.source_ip}",
-            int(ws_settings.CONNECT_LIMIT_PER_IP),
-            int(ws_settings.CONNECT_WINDOW),
-        )
+        throttles = self.get_throttles()
         owner_id: int | None = None
         if self.USE_WS_TOKEN:
             try:
-                owner_id = consume_token(event.query.get(contract.TOKEN_QUERY_PARAM, ""), now)
+                owner_id = consume_token(
+                    event.query.get(contract.TOKEN_QUERY_PARAM, ""),
+                    now,
+                    view=self.token_audience,
+                    gateway_id=self.gateway.pk,
+                    channel_name=channel,
+                )
             except TokenRejected:
-                ratelimits.hit([ip_limit], now)  # failed attempts count against the IP too
+                self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("Missing, used or expired token.")) from None
             if owner_id is None and not self.ALLOW_ANONYMOUS:
-                ratelimits.hit([ip_limit], now)
+                self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("This endpoint requires a signed-in user."))
-        limits = [ip_limit]
-        if owner_id is not None:
-            limits.append(
-                ratelimits.Limit(
-                    f"connect:user:{owner_id}",
-                    int(ws_settings.CONNECT_LIMIT_PER_USER),
-                    int(ws_settings.CONNECT_WINDOW),
-                )
-            )
-        ratelimits.hit(limits, now)
+        self._throttle(throttles, owner_id, now)
 
         request.user = _lazy_user(owner_id)
-        check_permissions(request.user, self.permissions_required, self.all_permissions_required)
+        enforce(self.get_permissions(), request, self)
         if not self.has_channel_permission(request, channel):
             raise Forbidden(_("You may not join this channel."))
 
@@ -228,10 +269,30 @@ class WebSocketView(View):
             signals.connected.send(sender=type(self), session=session, request=request)
         return HttpResponse(b"", content_type="text/plain; charset=utf-8")
 
+    def _throttle(
+        self, throttles: list[BaseThrottle], user_id: Any, now: Any, *, refused: bool = False
+    ) -> None:
+        """Count this attempt against every throttle's limit in one upsert (429 when over).
+
+        A refused attempt has no user yet: it counts against the throttles that run before
+        authentication, so that guessing tokens is throttled too.
+        """
+        limits = []
+        for throttle in throttles:
+            if refused and not throttle.before_authentication:
+                continue
+            limit = throttle.get_limit(self, user_id)
+            if limit is not None:
+                limits.append(limit)
+        ratelimits.hit(limits, now)
+
     def _message(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         event = self.event
-        if event.route not in self.gateway.message_routes:
+        route_keys = self.gateway.message_routes.get(event.route)
+        if route_keys is None:
             raise UnknownRoute()
+        if event.route_key not in route_keys:
+            raise BadEvent(_("The route key does not match the route."))
         try:
             session = WebSocketSession.objects.select_related("user").get(
                 connection_id=event.connection_id, gateway_id=self.gateway.pk, connected=True
@@ -244,6 +305,8 @@ class WebSocketView(View):
         self._touch(session)
         request.user = user or AnonymousUser()
         self.websocket_session = session
+        if self.check_permissions_on_message:
+            enforce(self.get_permissions(), request, self)
 
         name = routing.choose_handler(type(self), _allowed_handlers(type(self)), event.json)
         if name is None:
@@ -254,12 +317,19 @@ class WebSocketView(View):
         return render_reply(getattr(self, name)(request, *args, **kwargs))
 
     def _touch(self, session: WebSocketSession) -> None:
-        """Record activity at most once per ``LAST_SEEN_UPDATE_INTERVAL``, not on every message."""
+        """Record activity at most once per ``LAST_SEEN_UPDATE_INTERVAL``, not on every message.
+
+        The same UPDATE records that the socket is open (a message proves API Gateway opened
+        it); a send that reaches the socket records it sooner, and until either happens a
+        ``connecting`` session is only treated as such within ``CONNECT_GRACE_SECONDS``.
+        """
         now = timezone.now()
         interval = timedelta(seconds=float(ws_settings.LAST_SEEN_UPDATE_INTERVAL))
         if now - session.last_seen_at >= interval:
-            WebSocketSession.objects.filter(pk=session.pk).update(last_seen_at=now)
-            session.last_seen_at = now
+            WebSocketSession.objects.filter(pk=session.pk).update(
+                last_seen_at=now, state=WebSocketSession.State.OPEN
+            )
+            session.last_seen_at, session.state = now, WebSocketSession.State.OPEN
 
     def _disconnect(self, request: HttpRequest) -> HttpResponseBase:
         event = self.event
@@ -275,11 +345,23 @@ class WebSocketView(View):
         return HttpResponse(b"", content_type="text/plain; charset=utf-8")
 
 
+#: What ``audience=`` on the token endpoint may be (a view's ``token_audience``).
+_AUDIENCE_MAX_LENGTH = 200
+
+
 @method_decorator([csrf_protect, never_cache], name="dispatch")
 class WebSocketTokenView(View):
-    """POST (with Django's CSRF token) for ``{"token": ..., "expires_in": ...}``."""
+    """POST (with Django's CSRF token) for ``{"token": ..., "expires_in": ...}``.
+
+    Optional form fields bind the token to where it may be used: ``channel``, ``api_id`` (one
+    API Gateway) and ``audience`` (a view's ``token_audience``).
+    """
 
     http_method_names: ClassVar[list[str]] = ["post"]  # type: ignore[misc]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return _no_login_required(super().as_view(**initkwargs))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
@@ -287,7 +369,24 @@ class WebSocketTokenView(View):
         except WebSocketRefusal as refusal:
             return refusal.as_response()
 
+    def _audience(self, request: HttpRequest) -> Audience:
+        channel = request.POST.get("channel", "")
+        if channel:
+            validate_channel_name(channel)
+        gateway_id = None
+        api_id = request.POST.get("api_id", "")
+        if api_id:
+            try:
+                gateway_id = gateway_cache.get(api_id).pk
+            except Forbidden:
+                raise BadEvent(_("Unknown API.")) from None
+        view = request.POST.get("audience", "")
+        if len(view) > _AUDIENCE_MAX_LENGTH or not view.isprintable():
+            raise BadEvent(_("Invalid audience."))
+        return Audience(view=view, gateway_id=gateway_id, channel_name=channel)
+
     def _mint(self, request: HttpRequest) -> HttpResponseBase:
+        audience = self._audience(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             if not user.is_active:
@@ -295,7 +394,10 @@ class WebSocketTokenView(View):
             key = f"token:user:{user.pk}"
         elif anonymous_tokens_allowed():
             user = None
-            key = f"token:ip:{request.META.get('REMOTE_ADDR', '')}"
+            address = get_client_ip(request)
+            if address is None:
+                raise BadEvent(_("Cannot tell the client's address."))
+            key = f"token:ip:{ip_key(address)}"
         else:
             raise NotAuthenticated(_("Sign in to open a WebSocket connection."))
         ratelimits.hit(
@@ -305,5 +407,5 @@ class WebSocketTokenView(View):
                 )
             ]
         )
-        minted = mint_token(user)
+        minted = mint_token(user, audience)
         return JsonResponse({"token": minted.token, "expires_in": minted.expires_in})

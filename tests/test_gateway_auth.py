@@ -144,20 +144,26 @@ def test_no_secret_and_debug_off_is_403(gateway, user, route_key):
     assert RateLimitWindow.objects.count() == 0
 
 
-def test_no_secret_and_debug_on_is_accepted(gateway, user):
+@pytest.mark.parametrize("route_key", ROUTES)
+def test_no_secret_and_debug_on_is_still_403(gateway, user, route_key):
+    """DEBUG does not open the door: a tunnelled development server is reachable by anyone,
+    who could otherwise send as any connection or disconnect it."""
     with _without_secret(), override_settings(DEBUG=True):
         ws = GatewayClient(Client(), gateway, secret=None)
-        assert ws.connect(token=mint_token(user).token).status_code == 200
-        assert ws.message({"action": "echo"}).status_code == 200
-        assert ws.disconnect().status_code == 200
-    assert WebSocketSession.objects.get().connected is False
+        assert _send(ws, route_key, token=mint_token(user).token).status_code == 403
+    assert WebSocketSession.objects.count() == 0
 
 
-def test_explicit_allow_unauthenticated_true_without_debug(gateway, user):
+def test_explicit_allow_unauthenticated_true_warns_on_every_event(gateway, user, caplog):
     with _without_secret(ALLOW_UNAUTHENTICATED_GATEWAY=True), override_settings(DEBUG=False):
         ws = GatewayClient(Client(), gateway, secret=None)
-        assert ws.connect(token=mint_token(user).token).status_code == 200
-    assert WebSocketSession.objects.count() == 1
+        with caplog.at_level("WARNING", logger="django_aws_api_gateway_websockets.security"):
+            assert ws.connect(token=mint_token(user).token).status_code == 200
+            assert ws.message({"action": "echo"}).status_code == 200
+            assert ws.disconnect().status_code == 200
+    warnings = [r for r in caplog.records if "unauthenticated API Gateway event" in r.message]
+    assert len(warnings) == 3
+    assert WebSocketSession.objects.get().connected is False
 
 
 def test_explicit_allow_unauthenticated_false_with_debug(gateway, user):
