@@ -302,7 +302,7 @@ def test_spellings_of_one_ipv6_address_share_one_limit(gateway):
     assert statuses == [200, 200, 200, 429, 429]
     assert WebSocketSession.objects.count() == 3
     assert dict(RateLimitWindow.objects.values_list("key", "count")) == {
-        "connect:ip:2001:db8::1": 5
+        "connect:ip:2001:db8::/64": 5
     }
 
 
