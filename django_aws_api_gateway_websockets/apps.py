@@ -8,4 +8,6 @@ class WebSocketsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, gateways  # noqa: F401  (register checks and cache invalidation)
+        from . import checks, gateways, receivers  # noqa: F401  (checks, cache invalidation)
+
+        receivers.connect()

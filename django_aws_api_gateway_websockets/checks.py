@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .authentication import is_valid_secret
 from .conf import DEFAULTS, NUMERIC_KEYS, POSITIVE_KEYS, SETTINGS_NAME
 from .contract import MAX_MAPPED_VALUE_LENGTH
 
@@ -64,9 +65,63 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     if allow is not None and not isinstance(allow, bool):
         errors.append(
             Error(
-                f"{SETTINGS_NAME}['ALLOW_UNAUTHENTICATED_GATEWAY'] must be True, False or None.",
+                f"{SETTINGS_NAME}['ALLOW_UNAUTHENTICATED_GATEWAY'] must be True or False.",
                 id="dagw.E007",
             )
+        )
+    errors += _check_pipeline(user)
+    return errors
+
+
+#: Settings naming the pipeline's stages: a list of dotted paths (or one callable path).
+_CLASS_LISTS = ("GATEWAY_AUTHENTICATORS", "THROTTLE_CLASSES", "PERMISSION_CLASSES")
+
+
+def _importable(path: Any) -> bool:
+    from django.utils.module_loading import import_string
+
+    if not isinstance(path, str):
+        return callable(path)
+    try:
+        import_string(path)
+    except ImportError:
+        return False
+    return True
+
+
+def _check_pipeline(user: dict[str, Any]) -> list[Error]:
+    errors = []
+    for key in _CLASS_LISTS:
+        if key not in user:
+            continue
+        value = user[key]
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            errors.append(Error(f"{SETTINGS_NAME}[{key!r}] must be a list.", id="dagw.E016"))
+        elif not all(_importable(entry) for entry in value):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}[{key!r}] names a class that cannot be imported.",
+                    id="dagw.E017",
+                )
+            )
+    if "CLIENT_IP_FUNCTION" in user and not _importable(user["CLIENT_IP_FUNCTION"]):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['CLIENT_IP_FUNCTION'] must be the dotted path of a function.",
+                id="dagw.E017",
+            )
+        )
+    prefix = user.get("IPV6_RATE_LIMIT_PREFIX", 64)
+    if isinstance(prefix, bool) or not isinstance(prefix, int) or not 1 <= prefix <= 128:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['IPV6_RATE_LIMIT_PREFIX'] must be a whole number from 1 to 128.",
+                id="dagw.E018",
+            )
+        )
+    if not isinstance(user.get("CLIENT_IP_HEADER", ""), str):
+        errors.append(
+            Error(f"{SETTINGS_NAME}['CLIENT_IP_HEADER'] must be a header name.", id="dagw.E019")
         )
     return errors
 
@@ -120,20 +175,34 @@ def _check_secrets(secrets: Any) -> list[Error]:
                     id="dagw.E005",
                 )
             ]
-        if "'" in secret or len(secret) + 2 > MAX_MAPPED_VALUE_LENGTH:
+        if not is_valid_secret(secret) or len(secret) + 2 > MAX_MAPPED_VALUE_LENGTH:
             return [
                 Error(
-                    "A gateway secret cannot contain a single quote or exceed 510 characters.",
-                    hint="API Gateway stores it as a quoted static mapping value.",
+                    "A gateway secret must be printable ASCII without surrounding spaces or "
+                    "single quotes, and at most 510 characters.",
+                    hint="API Gateway stores it as a quoted static mapping value, and WSGI "
+                    "servers decode header bytes as latin-1, so any other character never "
+                    "matches. Use e.g. secrets.token_urlsafe(32).",
                     id="dagw.E008",
                 )
             ]
     return []
 
 
-@register(Tags.security, deploy=True)
+# Not deploy-only: a development server reached through a tunnel is as exposed as production.
+@register(Tags.security)
 def check_gateway_secret(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     user, _errors = _user_settings()
+    if user.get("ALLOW_UNAUTHENTICATED_GATEWAY") is True and not user.get("GATEWAY_SECRETS"):
+        return [
+            Warning(
+                "ALLOW_UNAUTHENTICATED_GATEWAY is True and no gateway secret is set: anyone "
+                "who can reach the WebSocket view can act as any connection.",
+                hint="Only for experiments on a machine nobody else can reach; set "
+                f"{SETTINGS_NAME}['GATEWAY_SECRETS'] instead.",
+                id="dagw.W013",
+            )
+        ]
     secrets = user.get("GATEWAY_SECRETS") or []
     if isinstance(secrets, str):
         secrets = [secrets]
@@ -244,4 +313,33 @@ def check_websocket_urls(app_configs: Any = None, **kwargs: Any) -> list[Error |
                     id="dagw.E013",
                 )
             )
+    return messages
+
+
+@register(Tags.database)
+def check_database_features(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[Warning]:
+    """SQLite before 3.35 has no ``RETURNING``: tokens and rate limits then take a slower path
+    (a locked read after the write), still atomic; say so rather than surprise anyone."""
+    from django.db import connections, router
+
+    from .models import RateLimitWindow, WebSocketToken
+
+    messages = []
+    for model in (WebSocketToken, RateLimitWindow):
+        alias = router.db_for_write(model)
+        if databases is not None and alias not in databases:
+            continue
+        connection = connections[alias]
+        if connection.vendor == "sqlite" and not connection.features.can_return_columns_from_insert:
+            messages.append(
+                Warning(
+                    f"SQLite on database {alias!r} is older than 3.35 and has no RETURNING: "
+                    "token and rate-limit checks take two statements instead of one.",
+                    hint="Upgrade SQLite (or use PostgreSQL) for the one-statement path.",
+                    id="dagw.W014",
+                )
+            )
+            break
     return messages

@@ -177,3 +177,30 @@ def parse_event(request: HttpRequest, route: str) -> GatewayEvent:
         raw_body=raw_body,
         json=_json(raw_body) if is_message else None,
     )
+
+
+REDACTED = "[redacted]"
+
+
+def redact_token(request: HttpRequest) -> None:
+    """Blank ``?ws_token=`` in the request once it has been read.
+
+    Django's request logger attaches the request to every 4xx/5xx record, and its ``repr`` (what
+    JSON log formatters, error reports and APM tools record) holds the full path with the query
+    string. The parsed event keeps its own copy of the query.
+    """
+    raw = request.META.get("QUERY_STRING", "")
+    if not isinstance(raw, str) or contract.TOKEN_QUERY_PARAM not in raw:
+        return
+    try:
+        query = QueryDict(raw, mutable=True)
+    except SuspiciousOperation:  # unparseable (too many fields): keep none of it
+        request.META["QUERY_STRING"] = ""
+        request.GET = QueryDict()
+        return
+    if contract.TOKEN_QUERY_PARAM not in query:
+        return
+    query.setlist(contract.TOKEN_QUERY_PARAM, [REDACTED])
+    request.META["QUERY_STRING"] = query.urlencode(safe="[]")
+    query._mutable = False
+    request.GET = query

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -20,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from .exceptions import RateLimited
 from .models import RateLimitWindow
+from .tokens import has_update_returning
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,8 @@ def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[str, int]
         if connection.vendor == "mysql":
             with transaction.atomic():
                 cursor.execute(insert + f"ON DUPLICATE KEY UPDATE {count} = {count} + 1", params)
-                where = " OR ".join([f"({key} = %s AND {start} = %s)"] * len(rows))
-                lookup: list[object] = []
-                for row_key, row_start, _end in rows:
-                    lookup += [row_key, adapt(row_start)]
-                cursor.execute(f"SELECT {key}, {count} FROM {table} WHERE {where}", lookup)  # noqa: S608
-                fetched = cursor.fetchall()
-        else:
+                fetched = _read_counts(cursor, rows, table, key, start, count)
+        elif has_update_returning(connection):
             cursor.execute(
                 insert
                 + f"ON CONFLICT ({key}, {start}) DO UPDATE SET {count} = {table}.{count} + 1 "
@@ -70,7 +67,29 @@ def _increment(rows: Sequence[tuple[str, datetime, datetime]]) -> dict[str, int]
                 params,
             )
             fetched = cursor.fetchall()
+        else:  # SQLite before 3.35: the same upsert, then the counts read back
+            with transaction.atomic():
+                cursor.execute(
+                    insert
+                    + f"ON CONFLICT ({key}, {start}) DO UPDATE SET {count} = {table}.{count} + 1",
+                    params,
+                )
+                fetched = _read_counts(cursor, rows, table, key, start, count)
     return dict(fetched)
+
+
+def _read_counts(
+    cursor: Any, rows: Sequence[tuple[str, datetime, datetime]], *names: str
+) -> list[tuple[str, int]]:
+    """Read back the counters just incremented (for databases without upsert RETURNING)."""
+    table, key, start, count = names
+    adapt = connection.ops.adapt_datetimefield_value
+    where = " OR ".join([f"({key} = %s AND {start} = %s)"] * len(rows))
+    lookup: list[object] = []
+    for row_key, row_start, _end in rows:
+        lookup += [row_key, adapt(row_start)]
+    cursor.execute(f"SELECT {key}, {count} FROM {table} WHERE {where}", lookup)  # noqa: S608
+    return cursor.fetchall()
 
 
 def hit(limits: Sequence[Limit], now: datetime | None = None) -> None:

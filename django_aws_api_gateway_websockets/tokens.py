@@ -97,13 +97,20 @@ def consume_token(
     now = now or timezone.now()
     token_hash = hash_token(token)
     db = connections[router.db_for_write(WebSocketToken)]
-    if db.vendor in ("postgresql", "sqlite"):
+    if has_update_returning(db):
         owner = _consume_returning(db, token_hash, now, used_for)
     else:
         owner = _consume_locked(db, token_hash, now, used_for)
     if owner is _NO_OWNER:
         raise TokenRejected
     return owner  # type: ignore[return-value]
+
+
+def has_update_returning(db: BaseDatabaseWrapper) -> bool:
+    """``UPDATE … RETURNING``: PostgreSQL, and SQLite from 3.35 (Django's feature flag)."""
+    if db.vendor == "postgresql":
+        return True
+    return db.vendor == "sqlite" and bool(db.features.can_return_columns_from_insert)
 
 
 def _active_field() -> Field | None:

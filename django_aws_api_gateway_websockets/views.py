@@ -39,7 +39,7 @@ from .channels import validate_channel_name
 from .client_ip import get_client_ip
 from .conf import ws_settings
 from .discovery import anonymous_tokens_allowed
-from .events import GatewayEvent, parse_event
+from .events import GatewayEvent, parse_event, redact_token
 from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, WebSocketRefusal
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
@@ -202,6 +202,7 @@ class WebSocketView(View):
                 raise UnknownRoute()
             authenticate_gateway(request, self.get_gateway_authenticators())
             self.event = parse_event(request, route)
+            redact_token(request)  # from here on, nothing that logs the request can leak it
             self.gateway = gateway_cache.get(self.event.api_id)
             if self.event.is_connect:
                 return self._connect(request)
@@ -216,6 +217,8 @@ class WebSocketView(View):
                 refusal.reason,
             )
             return refusal.as_response()
+        finally:
+            redact_token(request)  # also when refused before parsing: Django logs 4xx requests
 
     def _connect(self, request: HttpRequest) -> HttpResponseBase:
         event, now = self.event, timezone.now()

@@ -152,9 +152,58 @@ def test_w001_no_secret(settings_value):
         assert _ids(checks.check_gateway_secret()) == ["dagw.W001"]
 
 
-def test_w001_is_a_deployment_security_check():
+def test_w001_is_shown_outside_deploy_checks_too():
+    """A tunnelled development server is as reachable as production: ``manage.py check``
+    (and runserver) must say so, not only ``check --deploy``."""
     registered = django_checks.registry.registry.get_checks(include_deployment_checks=False)
-    assert checks.check_gateway_secret not in registered
+    assert checks.check_gateway_secret in registered
+
+
+def test_w013_explicit_unauthenticated_opt_in_is_warned_about():
+    with override_settings(AWS_API_GATEWAY_WEBSOCKETS={"ALLOW_UNAUTHENTICATED_GATEWAY": True}):
+        assert _ids(checks.check_gateway_secret()) == ["dagw.W013"]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sécret-" + "x" * 40,  # non-ASCII: arrives latin-1 decoded under WSGI, never matches
+        " " + "x" * 40,  # surrounding whitespace is stripped by proxies
+        "x" * 40 + "\t",
+        "x" * 20 + "\n" + "x" * 20,
+        "x" * 20 + "'" + "x" * 20,
+    ],
+)
+def test_e008_secret_must_be_printable_ascii(secret):
+    with _with(GATEWAY_SECRETS=[secret]):
+        assert _ids(checks.check_settings()) == ["dagw.E008"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "check_id"),
+    [
+        ("GATEWAY_AUTHENTICATORS", "not.a.list", "dagw.E016"),
+        ("THROTTLE_CLASSES", ["no.such.Throttle"], "dagw.E017"),
+        ("PERMISSION_CLASSES", ["django_aws_api_gateway_websockets.permissions.Nope"], "dagw.E017"),
+        ("CLIENT_IP_FUNCTION", "no.such.function", "dagw.E017"),
+        ("IPV6_RATE_LIMIT_PREFIX", 129, "dagw.E018"),
+        ("IPV6_RATE_LIMIT_PREFIX", 0, "dagw.E018"),
+        ("CLIENT_IP_HEADER", 5, "dagw.E019"),
+    ],
+)
+def test_pipeline_settings_are_checked(key, value, check_id):
+    with _with(**{key: value}):
+        assert check_id in _ids(checks.check_settings())
+
+
+def test_pipeline_settings_defaults_pass():
+    with _with(
+        PERMISSION_CLASSES=["django_aws_api_gateway_websockets.permissions.IsAuthenticated"],
+        TRUSTED_PROXY_COUNT=1,
+        IPV6_RATE_LIMIT_PREFIX=56,
+        CLIENT_IP_HEADER="CloudFront-Viewer-Address",
+    ):
+        assert checks.check_settings() == []
 
 
 def test_w001_when_the_setting_is_absent():

@@ -11,4 +11,7 @@ urlpatterns = [
     path("anon/<slug:route>", views.AnonymousTokenView.as_view(), name="anon"),
     path("anyperm/<slug:route>", views.AnyPermissionView.as_view(), name="anyperm"),
     path("allperm/<slug:route>", views.AllPermissionsView.as_view(), name="allperm"),
+    path("custom/<slug:route>", views.CustomPipelineView.as_view(), name="custom"),
+    path("permmsg/<slug:route>", views.StaffOnMessageView.as_view(), name="permmsg"),
+    path("audience/<slug:route>", views.AudienceView.as_view(), name="audience"),
 ]
