@@ -9,6 +9,7 @@ DEBUG = False
 USE_TZ = True
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
@@ -26,12 +27,17 @@ if django.VERSION < (6, 0):
 
 # Background broadcasts run on a real worker-backed backend (``manage.py db_worker``).
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# The full stack a Django 5.1+ site may run, LoginRequiredMiddleware included: the package's
+# views must work behind it (API Gateway has no login session).
 MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 TEMPLATES = [
     {
