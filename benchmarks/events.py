@@ -232,6 +232,7 @@ class Bench:
 
     def _urlconf(self) -> str:
         """The test URLs plus the baseline view, as a module ``ROOT_URLCONF`` can name."""
+        from django.contrib.auth.decorators import login_not_required
         from django.http import HttpResponse
         from django.urls import path
         from django.views.decorators.csrf import csrf_exempt
@@ -239,6 +240,7 @@ class Bench:
         from django_aws_api_gateway_websockets.models import ApiGateway
         from tests.urls import urlpatterns
 
+        @login_not_required  # the same middleware stack runs; the baseline is not redirected
         @csrf_exempt
         def bare_view(request: Any) -> HttpResponse:
             ApiGateway.objects.filter(pk=1).exists()
