@@ -46,14 +46,16 @@ def token(user) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``postgres`` need real row locking; they run in the PostgreSQL pass of CI."""
+    """Tests marked ``postgres`` need real row locking; they run in the PostgreSQL pass of CI.
+    Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes."""
     from django.db import connection
 
-    if connection.vendor == "postgresql":
-        return
+    wrong = {"postgres", "sqlite"} - {"postgres" if connection.vendor == "postgresql" else ""}
+    wrong -= {connection.vendor}
     keep, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("postgres") else keep).append(item)
+        unfit = any(item.get_closest_marker(name) for name in wrong)
+        (dropped if unfit else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -143,11 +143,10 @@ def test_anonymous_mint_with_an_unknown_client_address_is_refused(gateway):
 
 @pytest.fixture
 def no_returning(monkeypatch):
-    if connection.vendor != "sqlite":
-        pytest.skip("the RETURNING gate only applies to SQLite")
     monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
 
 
+@pytest.mark.sqlite
 def test_tokens_stay_single_use_without_returning(no_returning, user):
     minted = mint_token(user)
     with CaptureQueriesContext(connection) as queries:
@@ -157,6 +156,7 @@ def test_tokens_stay_single_use_without_returning(no_returning, user):
         consume_token(minted.token)
 
 
+@pytest.mark.sqlite
 def test_rate_limits_count_exactly_without_returning(no_returning):
     limit = ratelimits.Limit("k", 2, 60)
     with CaptureQueriesContext(connection) as queries:
@@ -168,6 +168,7 @@ def test_rate_limits_count_exactly_without_returning(no_returning):
     assert RateLimitWindow.objects.get().count == 3
 
 
+@pytest.mark.sqlite
 def test_old_sqlite_is_reported_by_a_system_check(no_returning):
     from django_aws_api_gateway_websockets.checks import check_database_features
 
