@@ -38,7 +38,6 @@ from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, Web
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
 from .permissions import check_permissions
-from .sending import connect_in_progress
 from .tokens import TokenRejected, consume_token, mint_token
 
 logger = logging.getLogger("django_aws_api_gateway_websockets")
@@ -224,8 +223,7 @@ class WebSocketView(View):
         )
         _upsert_session(session)
         self.websocket_session = session
-        with connect_in_progress(session.connection_id):
-            signals.connected.send(sender=type(self), session=session, request=request)
+        signals.connected.send(sender=type(self), session=session, request=request)
         return HttpResponse(b"", content_type="text/plain; charset=utf-8")
 
     def _message(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -384,6 +384,7 @@ class ManagementApiServer:
         self.status_counts: Counter[int] = Counter()
         self.method_counts: Counter[str] = Counter()
         self._gone: set[str] = set()
+        self._connecting: set[str] = set()
         self._faults: dict[str, deque[list[Any]]] = {}
         self._lock = threading.Lock()
         self._protocols: set[_HttpProtocol] = set()
@@ -495,10 +496,24 @@ class ManagementApiServer:
             self._gone.discard(connection_id)
         return conn
 
+    def add_connecting(self, connection_id: str) -> None:
+        """A connection whose ``$connect`` is still running: the id exists but every request
+        for it answers 410 ``GoneException`` until :meth:`open_connection`, as on AWS."""
+        with self._lock:
+            self._connecting.add(connection_id)
+            self._gone.discard(connection_id)
+
+    def open_connection(self, connection_id: str) -> Connection:
+        """``$connect`` answered 2xx and API Gateway opened the socket: it is live from now on."""
+        with self._lock:
+            self._connecting.discard(connection_id)
+        return self.add_connection(connection_id)
+
     def remove_connection(self, connection_id: str) -> None:
         """Close a connection: it answers 410 from now on (also in ``auto_connect`` mode)."""
         with self._lock:
             self.connections.pop(connection_id, None)
+            self._connecting.discard(connection_id)
             self._gone.add(connection_id)
 
     def gone(self, ids: str | Iterable[str]) -> None:
@@ -559,6 +574,7 @@ class ManagementApiServer:
         with self._lock:
             self.connections.clear()
             self._gone.clear()
+            self._connecting.clear()
             self._faults.clear()
             self.received.clear()
             self.requests = 0
@@ -670,6 +686,8 @@ class ManagementApiServer:
                 status, _, error_type, message = fault
                 fault_body = b"" if status == 410 else json.dumps({"message": message}).encode()
                 return status, fault_body, error_type
+        if cid in self._connecting:
+            return 410, b"", "GoneException"  # not open until $connect has returned
         conn = self.connections.get(cid)
         alive = conn is not None or (self.auto_connect and cid not in self._gone)
         if method == "POST":

@@ -210,7 +210,7 @@ def test_fault_injection_500_recipients(server, gateway, env_credentials, path):
     assert sorted(report.gone) == sorted(gone)
     assert report.failed == {}
     assert report.retried == 30
-    assert report.counts == {"sent": 450, "gone": 50, "failed": 0}
+    assert report.counts == {"sent": 450, "gone": 50, "failed": 0, "pending": 0}
     for connection_id in live:
         assert server.received[connection_id] == [b'{"type":"news"}']
     assert not set(server.received) & set(gone)

@@ -350,7 +350,7 @@ def test_report_counts_total_and_duration(gateway):
     outbox.gone(sessions[0].connection_id)
     outbox.fail(sessions[1].connection_id, status=403, reason="ForbiddenException")
     report = WebSocketSession.objects.broadcast("x")
-    assert report.counts == {"sent": 3, "gone": 1, "failed": 1}
+    assert report.counts == {"sent": 3, "gone": 1, "failed": 1, "pending": 0}
     assert report.total == 5
     assert report.duration > 0
     assert str(report).startswith("POST: 3 ok, 1 gone, 1 failed, 0 retried in ")
@@ -537,3 +537,68 @@ def test_reconcile_command_default_leaves_recent_sessions_alone(gateway):
     call_command("reconcile_websockets", stdout=out)
     assert out.getvalue().startswith("Probed 0 session(s): 0 still connected")
     assert connected_ids() == {s.connection_id for s in sessions}
+
+
+# -- one message per socket, however the queryset joins ------------------------------------------
+
+
+@pytest.fixture
+def two_group_member(gateway, user):
+    """``user`` in two groups that both match, with one open connection; plus a bystander."""
+    from django.contrib.auth.models import Group
+
+    staff, editors = Group.objects.create(name="staff"), Group.objects.create(name="editors")
+    user.groups.add(staff, editors)
+    session = make_session(gateway, user=user)
+    make_session(gateway)  # anonymous, in no group
+    return session
+
+
+def group_members():
+    return WebSocketSession.objects.filter(user__groups__name__in=["staff", "editors"])
+
+
+def test_many_to_many_join_sends_once_per_connection(two_group_member):
+    assert group_members().count() == 2, "the join repeats the row, as in the finding"
+    report = group_members().send_message({"n": 1})
+    assert report.sent == [two_group_member.connection_id]
+    assert outbox.messages(two_group_member.connection_id) == [{"n": 1}]
+    assert outbox.total == 1
+
+
+def test_many_to_many_join_closes_and_probes_once(two_group_member):
+    probe = presence.reconcile(group_members())
+    assert probe.sent == [two_group_member.connection_id] and probe.total == 1
+    report = group_members().close()
+    assert report.sent == [two_group_member.connection_id] and report.total == 1
+    assert outbox.closed == {two_group_member.connection_id}
+
+
+def test_sliced_and_union_querysets_send_once_per_connection(two_group_member, gateway):
+    other = make_session(gateway, channel="other")
+    sliced = group_members().order_by("pk")[:5]
+    assert len(list(sliced)) == 2
+    assert sliced.send_message("a").sent == [two_group_member.connection_id]
+    union = group_members().union(WebSocketSession.objects.filter(channel_name="other"), all=True)
+    report = union.send_message("b")
+    assert sorted(report.sent) == sorted([two_group_member.connection_id, other.connection_id])
+    assert outbox.messages(two_group_member.connection_id) == ["a", "b"]
+    assert outbox.messages(other.connection_id) == ["b"]
+
+
+def test_a_list_with_one_session_twice_sends_once(gateway):
+    session = make_session(gateway)
+    report = sending.send_message([session, session], "x")
+    assert report.sent == [session.connection_id]
+    assert outbox.total == 1
+
+
+def test_no_distinct_without_a_multivalued_join(gateway, user):
+    make_sessions(gateway, 2, user=user)
+    with CaptureQueriesContext(connection) as queries:
+        WebSocketSession.objects.filter(user__username="alice").send_message("x")
+    selects = [q["sql"] for q in queries if "websocketsession" in q["sql"].lower()]
+    assert selects and not any("DISTINCT" in sql.upper() for sql in selects), selects
+    with CaptureQueriesContext(connection) as queries:
+        group_members().send_message("x")
+    assert any("DISTINCT" in q["sql"].upper() for q in queries)
