@@ -299,7 +299,8 @@ def test_wrong_base_path_is_forbidden_and_not_retried(server, gateway, wrong, fa
 def _last_active(server: ManagementApiServer, connection_id: str, seconds_ago: int) -> dt.datetime:
     stamp = float(int(time.time()) - seconds_ago) + 0.125  # exact in milliseconds
     server.connections[connection_id].last_active_at = stamp
-    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    return when if settings.USE_TZ else timezone.make_naive(when)
 
 
 def test_is_connected_updates_last_seen_from_last_active_at(local, gateway):
