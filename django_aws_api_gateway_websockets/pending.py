@@ -152,9 +152,9 @@ class PendingDeliveries:
         for items in groups.values():
             first = items[0]
             try:
-                batch = first.transport.open(first.operation, first.payload)
-                batch.submit(first.target, [item.connection_id for item in items])
-                results = {r.connection_id: r for r in batch.completed() + batch.finish()}
+                ids = [item.connection_id for item in items]
+                answers = first.transport.call(first.operation, first.target, ids, first.payload)
+                results = {r.connection_id: r for r in answers}
             except Exception as exc:  # no credentials, a broken transport: final for these
                 for item in items:
                     outcomes[id(item)] = type(exc).__name__

@@ -109,9 +109,11 @@ class BaseTransport(ABC):
     def open(self, operation: str, payload: bytes = b"") -> Batch:
         """Start a batch of ``operation`` (POST, GET or DELETE) with ``payload`` (POST only)."""
 
-    def call(self, operation: str, target: Target, connection_ids: Sequence[str]) -> list[Result]:
+    def call(
+        self, operation: str, target: Target, connection_ids: Sequence[str], payload: bytes = b""
+    ) -> list[Result]:
         """Convenience: run one operation for a few ids and return all results."""
-        batch = self.open(operation)
+        batch = self.open(operation, payload)
         batch.submit(target, connection_ids)
         return batch.completed() + batch.finish()
 

@@ -170,7 +170,7 @@ class _OutboxBatch(Batch):
 class OutboxTransport(BaseTransport):
     """Records messages in :data:`outbox` instead of calling AWS."""
 
-    def __init__(self, *, max_attempts: int = 6, **_ignored: Any) -> None:
+    def __init__(self, *, max_attempts: int = 8, **_ignored: Any) -> None:
         self.max_attempts = max(1, int(max_attempts))
 
     def open(self, operation: str, payload: bytes = b"") -> Batch:
