@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -242,16 +243,25 @@ def connected_values(sessions: QuerySet[Any], *fields: str) -> Iterator[tuple[An
 async def aconnected_values(
     sessions: QuerySet[Any], *fields: str
 ) -> AsyncIterator[tuple[Any, ...]]:
-    """:func:`connected_values` for async code (Django's async iterator, chunk by chunk)."""
+    """:func:`connected_values` for async code: each chunk is read in Django's thread for
+    sync database work. (``QuerySet.aiterator()`` cannot be used: for ``values_list`` it runs
+    the query on the event loop's thread.)"""
     rows, in_python = _recipient_rows(sessions, fields)
+    chunk_size = int(ws_settings.SEND_CHUNK_SIZE)
+    stream = rows.iterator(chunk_size=chunk_size)  # a generator: nothing runs until next()
+    take = sync_to_async(lambda: list(islice(stream, chunk_size)))
     seen: set[Any] = set()
-    async for row in rows.aiterator(chunk_size=int(ws_settings.SEND_CHUNK_SIZE)):
-        if in_python:
-            if not row[-1] or row[0] in seen:
-                continue
-            seen.add(row[0])
-            row = row[:-1]
-        yield row
+    while True:
+        chunk = await take()
+        for row in chunk:
+            if in_python:
+                if not row[-1] or row[0] in seen:
+                    continue
+                seen.add(row[0])
+                row = row[:-1]
+            yield row
+        if len(chunk) < chunk_size:
+            return
 
 
 def _instance_rows(sessions: Iterable[WebSocketSession]) -> Iterator[Recipient]:
