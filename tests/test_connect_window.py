@@ -16,15 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_aws_api_gateway_websockets import presence, signals
@@ -33,36 +31,21 @@ from django_aws_api_gateway_websockets.pending import NOT_OPENED_REASON, pending
 from django_aws_api_gateway_websockets.testing import GatewayClient, new_connection_id
 from django_aws_api_gateway_websockets.tokens import mint_token
 from django_aws_api_gateway_websockets.transports.outbox import outbox
-from tests.helpers import receiver
+from tests.helpers import LOCAL_TRANSPORT, receiver, ws_settings
 from tests.management_api import ManagementApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
 OUTBOX = "django_aws_api_gateway_websockets.transports.outbox.OutboxTransport"
 
 
-@contextmanager
-def configured(transport: str = LOCAL, options: dict | None = None, **extra) -> Iterator[None]:
-    config = {
-        "GATEWAY_SECRETS": [settings.GATEWAY_SECRET],
-        "TRANSPORT": transport,
-        "TRANSPORT_OPTIONS": options or {},
-        **extra,
-    }
-    with override_settings(AWS_API_GATEWAY_WEBSOCKETS=config):
-        yield
+def configured(path: str = LOCAL_TRANSPORT, options: dict | None = None, **extra):
+    return ws_settings(TRANSPORT=path, TRANSPORT_OPTIONS=options or {}, **extra)
 
 
 @pytest.fixture
-def server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer("/production") as srv:
-        yield srv
-
-
-@pytest.fixture
-def local(server) -> Iterator[ManagementApiServer]:
-    with configured(options={"endpoint_url": server.url, "base_backoff": 0.005}):
-        yield server
+def local(local) -> Iterator[ManagementApiServer]:
+    """The shared fixture, checking that no pending delivery is left behind."""
+    yield local
     assert pending_deliveries.join(10), "pending deliveries left behind"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -23,10 +22,9 @@ from django.utils import timezone
 from django_aws_api_gateway_websockets import presence, sending
 from django_aws_api_gateway_websockets.cleanup import cleanup
 from django_aws_api_gateway_websockets.models import WebSocketSession
-from django_aws_api_gateway_websockets.testing import new_connection_id
+from tests.helpers import LOCAL_TRANSPORT, last_active, make_sessions
 from tests.management_api import ManagementApiServer
 
-LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
 ZONE = "America/Chicago"  # far from UTC: a missed conversion shows as hours, not microseconds
 
 
@@ -37,41 +35,15 @@ def naive(db) -> Iterator[None]:
 
 
 @pytest.fixture
-def server(naive) -> Iterator[ManagementApiServer]:
-    with ManagementApiServer("/production") as srv:
-        config = {
-            "GATEWAY_SECRETS": [settings.GATEWAY_SECRET],
-            "TRANSPORT": LOCAL,
-            "TRANSPORT_OPTIONS": {"endpoint_url": srv.url, "base_backoff": 0.005},
-        }
-        with override_settings(AWS_API_GATEWAY_WEBSOCKETS=config):
-            yield srv
+def fake(naive, local) -> ManagementApiServer:
+    """The fake Management API, sent to through the local gateway transport, naive datetimes."""
+    return local
 
 
-def make_session(gateway, server=None, *, idle: timedelta, age: timedelta | None = None):
-    now = timezone.now()
-    assert timezone.is_naive(now)
-    session = WebSocketSession.objects.create(
-        connection_id=new_connection_id(),
-        gateway=gateway,
-        channel_name="lobby",
-        state="open",
-        connected_at=now - (age or idle),
-        last_seen_at=now - idle,
-    )
-    if server is not None:
-        server.add_connection(session.connection_id)
+def make_session(gateway, fake=None, *, idle: timedelta, age: timedelta | None = None):
+    assert timezone.is_naive(timezone.now())
+    (session,) = make_sessions(gateway, 1, fake, idle=idle, age=age or idle)
     return session
-
-
-def last_active(server: ManagementApiServer, connection_id: str, seconds_ago: int) -> dt.datetime:
-    """Set the fake's ``lastActiveAt``; returns it as naive local time, as Django would."""
-    stamp = float(int(time.time()) - seconds_ago) + 0.125
-    server.connections[connection_id].last_active_at = stamp
-    local = dt.datetime.fromtimestamp(stamp, dt.timezone.utc).astimezone(
-        timezone.get_default_timezone()
-    )
-    return local.replace(tzinfo=None)
 
 
 def test_parse_time_gives_naive_local_time(naive):
@@ -82,35 +54,35 @@ def test_parse_time_gives_naive_local_time(naive):
     assert abs((epoch - parsed).total_seconds()) < 0.001
 
 
-def test_is_connected_moves_last_seen_forward(server, gateway):
-    session = make_session(gateway, server, idle=timedelta(hours=1))
-    expected = last_active(server, session.connection_id, 30)
+def test_is_connected_moves_last_seen_forward(fake, gateway):
+    session = make_session(gateway, fake, idle=timedelta(hours=1))
+    expected = last_active(fake, session.connection_id, 30)
     assert session.is_connected() is True
     assert session.last_seen_at == expected
     session.refresh_from_db()
     assert session.last_seen_at == expected
 
 
-def test_is_connected_for_a_gone_connection(server, gateway):
-    session = make_session(gateway, server, idle=timedelta(hours=1))
-    server.remove_connection(session.connection_id)
+def test_is_connected_for_a_gone_connection(fake, gateway):
+    session = make_session(gateway, fake, idle=timedelta(hours=1))
+    fake.remove_connection(session.connection_id)
     assert session.is_connected() is False
     session.refresh_from_db()
     assert not session.connected and timezone.is_naive(session.disconnected_at)
 
 
-def test_reconcile_and_its_command(server, gateway):
-    live = make_session(gateway, server, idle=timedelta(minutes=30))
-    gone = make_session(gateway, server, idle=timedelta(minutes=30))
-    server.remove_connection(gone.connection_id)
-    expected = last_active(server, live.connection_id, 60)
+def test_reconcile_and_its_command(fake, gateway):
+    live = make_session(gateway, fake, idle=timedelta(minutes=30))
+    gone = make_session(gateway, fake, idle=timedelta(minutes=30))
+    fake.remove_connection(gone.connection_id)
+    expected = last_active(fake, live.connection_id, 60)
 
     report = presence.reconcile()
     assert report.sent == [live.connection_id] and report.gone == [gone.connection_id]
     live.refresh_from_db()
     assert live.last_seen_at == expected
 
-    again = make_session(gateway, server, idle=timedelta(minutes=20))
+    again = make_session(gateway, fake, idle=timedelta(minutes=20))
     out = io.StringIO()
     call_command("reconcile_websockets", stdout=out)
     # live was active a minute ago (its lastActiveAt), so only the new one is probed
@@ -132,15 +104,15 @@ def test_cleanup_and_its_command(naive, gateway):
     assert "Marked 0 session(s)" in out.getvalue()
 
 
-def test_the_connect_window_with_naive_datetimes(server, gateway):
+def test_the_connect_window_with_naive_datetimes(fake, gateway):
     young = make_session(gateway, idle=timedelta(seconds=2))
-    server.add_connecting(young.connection_id)
+    fake.add_connecting(young.connection_id)
     old = make_session(gateway, idle=timedelta(minutes=5))
     with override_settings(
         AWS_API_GATEWAY_WEBSOCKETS={
             **settings.AWS_API_GATEWAY_WEBSOCKETS,
-            "TRANSPORT": LOCAL,
-            "TRANSPORT_OPTIONS": {"endpoint_url": server.url},
+            "TRANSPORT": LOCAL_TRANSPORT,
+            "TRANSPORT_OPTIONS": {"endpoint_url": fake.url},
             "PENDING_DELIVERY_TIMEOUT": 0,
         }
     ):

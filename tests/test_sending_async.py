@@ -7,7 +7,6 @@ the ORM's thread-sensitive calls reach the test's own database connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,47 +14,11 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.test.utils import override_settings
-from django.utils import timezone
 
 from django_aws_api_gateway_websockets import signals
 from django_aws_api_gateway_websockets.models import WebSocketSession
 from django_aws_api_gateway_websockets.sending import SendFromEventLoop
-from django_aws_api_gateway_websockets.testing import new_connection_id
-from tests.helpers import receiver
-from tests.management_api import ManagementApiServer
-
-LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
-
-
-@pytest.fixture
-def server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer("/production") as srv:
-        config = {
-            "GATEWAY_SECRETS": [settings.GATEWAY_SECRET],
-            "TRANSPORT": LOCAL,
-            "TRANSPORT_OPTIONS": {"endpoint_url": srv.url, "base_backoff": 0.005},
-        }
-        with override_settings(AWS_API_GATEWAY_WEBSOCKETS=config):
-            yield srv
-
-
-def make_sessions(gateway, count: int, server=None, *, channel: str = "lobby", age=None):
-    now = timezone.now()
-    sessions = WebSocketSession.objects.bulk_create(
-        WebSocketSession(
-            connection_id=new_connection_id(),
-            gateway=gateway,
-            channel_name=channel,
-            state="open",
-            connected_at=now - (age if age is not None else timedelta(minutes=1)),
-            last_seen_at=now,
-        )
-        for _ in range(count)
-    )
-    if server is not None:
-        for session in sessions:
-            server.add_connection(session.connection_id)
-    return sessions
+from tests.helpers import make_sessions, receiver
 
 
 def run(coroutine_function, *args):
@@ -86,23 +49,23 @@ async def ticking(coroutine):
 # -- awaitable variants ---------------------------------------------------------------------------
 
 
-def test_queryset_asend_message_does_not_block_the_loop(server, gateway):
-    sessions = make_sessions(gateway, 5, server)
-    make_sessions(gateway, 2, server, channel="other")
-    server.latency = 0.3
+def test_queryset_asend_message_does_not_block_the_loop(local, gateway):
+    sessions = make_sessions(gateway, 5, local)
+    make_sessions(gateway, 2, local, channel="other")
+    local.latency = 0.3
 
     async def main():
         return await ticking(WebSocketSession.objects.in_channel("lobby").asend_message({"a": 1}))
 
     report, ticks = run(main)
     assert sorted(report.sent) == sorted(s.connection_id for s in sessions)
-    assert server.stats()["messages"] == 5
+    assert local.stats()["messages"] == 5
     assert ticks >= 10, "the event loop was blocked while the requests were in flight"
 
 
-def test_session_asend_message_and_gone_marking(server, gateway):
-    live, dead = make_sessions(gateway, 2, server)
-    server.remove_connection(dead.connection_id)
+def test_session_asend_message_and_gone_marking(local, gateway):
+    live, dead = make_sessions(gateway, 2, local)
+    local.remove_connection(dead.connection_id)
 
     async def main():
         return await live.asend_message("hi"), await dead.asend_message("hi")
@@ -112,12 +75,12 @@ def test_session_asend_message_and_gone_marking(server, gateway):
     assert second.gone == [dead.connection_id]
     dead.refresh_from_db()
     assert not dead.connected
-    assert server.received[live.connection_id] == [b"hi"]
+    assert local.received[live.connection_id] == [b"hi"]
 
 
-def test_async_failures_are_signalled(server, gateway):
-    (session,) = make_sessions(gateway, 1, server)
-    server.fail(session.connection_id, 403, times=1)
+def test_async_failures_are_signalled(local, gateway):
+    (session,) = make_sessions(gateway, 1, local)
+    local.fail(session.connection_id, 403, times=1)
 
     async def main():
         return await session.asend_message("x")
@@ -128,8 +91,8 @@ def test_async_failures_are_signalled(server, gateway):
     assert len(failures) == 1 and failures[0]["report"] is report
 
 
-def test_aclose_and_ais_connected(server, gateway):
-    one, two, three = make_sessions(gateway, 3, server, age=timedelta(hours=1))
+def test_aclose_and_ais_connected(local, gateway):
+    one, two, three = make_sessions(gateway, 3, local, age=timedelta(hours=1))
 
     async def main():
         alive = await one.ais_connected()
@@ -144,14 +107,14 @@ def test_aclose_and_ais_connected(server, gateway):
     assert gone_after is False
     assert channel.sent == [three.connection_id]
     assert not WebSocketSession.objects.get(pk=three.pk).connected
-    assert not server.is_connected(two.connection_id)
+    assert not local.is_connected(two.connection_id)
 
 
-def test_asend_to_a_many_to_many_join_sends_once(server, gateway, user):
+def test_asend_to_a_many_to_many_join_sends_once(local, gateway, user):
     from django.contrib.auth.models import Group
 
     user.groups.add(Group.objects.create(name="a"), Group.objects.create(name="b"))
-    (session,) = make_sessions(gateway, 1, server)
+    (session,) = make_sessions(gateway, 1, local)
     session.user = user
     session.save()
     members = WebSocketSession.objects.filter(user__groups__name__in=["a", "b"])
@@ -161,24 +124,24 @@ def test_asend_to_a_many_to_many_join_sends_once(server, gateway, user):
 
     report = run(main)
     assert report.sent == [session.connection_id]
-    assert server.received[session.connection_id] == [b"x"]
+    assert local.received[session.connection_id] == [b"x"]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_async_pending_delivery(server, gateway):
+def test_async_pending_delivery(local, gateway):
     (session,) = make_sessions(gateway, 1, age=timedelta(0))
-    server.add_connecting(session.connection_id)
+    local.add_connecting(session.connection_id)
 
     async def main():
         report = await session.asend_message("welcome")
         assert report.pending == [session.connection_id]
-        asyncio.get_running_loop().call_later(0.2, server.open_connection, session.connection_id)
+        asyncio.get_running_loop().call_later(0.2, local.open_connection, session.connection_id)
         assert await report.await_pending(10)
         return report
 
     report = run(main)
     assert report.pending_delivered == [session.connection_id]
-    assert server.received[session.connection_id] == [b"welcome"]
+    assert local.received[session.connection_id] == [b"welcome"]
 
 
 # -- the blocking calls refuse to run in a loop, before doing anything -----------------------------
@@ -200,9 +163,9 @@ def test_async_pending_delivery(server, gateway):
     ],
 )
 def test_blocking_calls_refuse_in_an_event_loop_before_any_side_effect(
-    server, gateway, call, alternative
+    local, gateway, call, alternative
 ):
-    (session,) = make_sessions(gateway, 1)  # unknown to the server: a POST would mark it gone
+    (session,) = make_sessions(gateway, 1)  # unknown to the local: a POST would mark it gone
 
     async def main():
         call(session)
@@ -210,13 +173,13 @@ def test_blocking_calls_refuse_in_an_event_loop_before_any_side_effect(
     with pytest.raises(SendFromEventLoop, match=alternative) as refused:
         run(main)
     assert isinstance(refused.value, SynchronousOnlyOperation)
-    assert server.requests == 0, "a request was sent before the refusal"
+    assert local.requests == 0, "a request was sent before the refusal"
     session.refresh_from_db()
     assert session.connected and session.state == "open"
 
 
-def test_the_blocking_call_still_works_outside_a_loop(server, gateway):
-    (session,) = make_sessions(gateway, 1, server)
+def test_the_blocking_call_still_works_outside_a_loop(local, gateway):
+    (session,) = make_sessions(gateway, 1, local)
     assert session.send_message("x").sent == [session.connection_id]
 
 

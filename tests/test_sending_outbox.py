@@ -17,14 +17,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
-from django.utils import timezone
 
 from django_aws_api_gateway_websockets import presence, sending, signals
 from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession
-from django_aws_api_gateway_websockets.testing import new_connection_id
 from django_aws_api_gateway_websockets.transports import Target
 from django_aws_api_gateway_websockets.transports.outbox import OutboxTransport, outbox
-from tests.helpers import receiver
+from tests.helpers import make_sessions, receiver
 
 SERVER_ERROR = "InternalServerErrorException"
 SENDING_LOGGER = "django_aws_api_gateway_websockets.sending"
@@ -44,38 +42,6 @@ def outbox_transport() -> Iterator[None]:
         outbox.reset()
         yield
     outbox.reset()
-
-
-#: Sessions are made as connected a minute ago, well after their $connect returned.
-SETTLED = timedelta(minutes=1)
-
-
-def make_sessions(
-    gateway: ApiGateway,
-    count: int,
-    *,
-    channel: str = "lobby",
-    user=None,
-    connected: bool = True,
-    idle: timedelta = timedelta(0),
-    age: timedelta = SETTLED,
-) -> list[WebSocketSession]:
-    now = timezone.now()
-    sessions = [
-        WebSocketSession(
-            connection_id=new_connection_id(),
-            gateway=gateway,
-            channel_name=channel,
-            user=user,
-            connected=connected,
-            state="open" if connected else "closed",
-            connected_at=now - max(age, idle),
-            last_seen_at=now - idle,
-            disconnected_at=None if connected else now,
-        )
-        for _ in range(count)
-    ]
-    return WebSocketSession.objects.bulk_create(sessions)
 
 
 def make_session(gateway: ApiGateway, **options) -> WebSocketSession:

@@ -11,12 +11,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email.utils import formatdate
 
 import pytest
-from django.conf import settings
 from django.test.utils import override_settings
 
 from django_aws_api_gateway_websockets.testing import new_connection_id
@@ -25,29 +22,12 @@ from django_aws_api_gateway_websockets.transports import aws as aws_transport
 from django_aws_api_gateway_websockets.transports.aws import (
     LocalGatewayTransport,
     ManagementApiTransport,
+    SharedQuota,
     retry_after,
 )
 from django_aws_api_gateway_websockets.transports.http import Response
+from tests.helpers import transport
 from tests.management_api import ManagementApiServer
-
-LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
-
-
-@contextmanager
-def transport(**options) -> Iterator[None]:
-    config = {
-        "GATEWAY_SECRETS": [settings.GATEWAY_SECRET],
-        "TRANSPORT": LOCAL,
-        "TRANSPORT_OPTIONS": options,
-    }
-    with override_settings(AWS_API_GATEWAY_WEBSOCKETS=config):
-        yield
-
-
-@pytest.fixture
-def server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer("/production") as srv:
-        yield srv
 
 
 def connections(server: ManagementApiServer, count: int) -> list[str]:
@@ -163,15 +143,17 @@ def test_429_without_retry_after_uses_jittered_backoff(server, monkeypatch):
 
 
 def _fleet_send(server: ManagementApiServer, cache: dict, rate: int, per_process: int):
-    """Two transports (two "processes") send at once; returns when each request left."""
-    stamps: list[float] = []
+    """Two transports (two "processes") send at once; returns the second each send was granted
+    in by the shared quota (when it left is that second, give or take scheduling)."""
+    granted: list[int] = []
     lock = threading.Lock()
-    real_request = aws_transport.request
+    real_acquire = SharedQuota.acquire
 
-    async def recording(pool, head, body, timeout):
+    async def recording(self, loop):
+        window = await real_acquire(self, loop)
         with lock:
-            stamps.append(time.time())
-        return await real_request(pool, head, body, timeout)
+            granted.append(window)
+        return window
 
     ids = connections(server, 2 * per_process)
     target = Target(server.url, "eu-west-1")
@@ -181,8 +163,7 @@ def _fleet_send(server: ManagementApiServer, cache: dict, rate: int, per_process
             LocalGatewayTransport(endpoint_url=server.url, max_rate=rate, shared_rate="default")
             for _ in range(2)
         ]
-        # Each transport's first reservation is not slowed by the cache warming up.
-        aws_transport.request = recording
+        SharedQuota.acquire = recording
         try:
             threads = [
                 threading.Thread(
@@ -197,10 +178,11 @@ def _fleet_send(server: ManagementApiServer, cache: dict, rate: int, per_process
             for thread in threads:
                 thread.join(60)
         finally:
-            aws_transport.request = real_request
+            SharedQuota.acquire = real_acquire
     assert len(results) == len(ids)
     assert all(r.outcome is Outcome.OK for r in results)
-    return stamps
+    assert len(granted) == len(ids)
+    return granted
 
 
 def test_shared_rate_holds_the_sum_of_two_processes_under_max_rate(server):
@@ -210,7 +192,7 @@ def test_shared_rate_holds_the_sum_of_two_processes_under_max_rate(server):
         "LOCATION": f"shared-rate-{uuid.uuid4()}",
     }
     stamps = _fleet_send(server, cache, rate, per_process)
-    per_second = Counter(int(stamp) for stamp in stamps)
+    per_second = Counter(stamps)
     # Each process alone may send 20/s; together they must not either: 60 sends span at least
     # three wall-clock seconds (without sharing, about 40 would leave in the first one).
     assert max(per_second.values()) <= rate, per_second
@@ -239,7 +221,7 @@ def test_shared_rate_through_redis(server):
         "KEY_PREFIX": f"dagw-test-{uuid.uuid4()}",
     }
     stamps = _fleet_send(server, cache, rate, per_process)
-    per_second = Counter(int(stamp) for stamp in stamps)
+    per_second = Counter(stamps)
     assert max(per_second.values()) <= rate, per_second
     assert len(per_second) >= 3
 

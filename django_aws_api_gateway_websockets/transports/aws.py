@@ -165,7 +165,8 @@ class SharedQuota:
             return self.block
         return max(0, min(self.block, self.rate - (total - self.block)))
 
-    async def acquire(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def acquire(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Wait for one send's worth of quota; returns the second (epoch) it was granted in."""
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
@@ -176,7 +177,7 @@ class SharedQuota:
                     self._window, self._left, self._full = window, 0, False
                 if self._left > 0:
                     self._left -= 1
-                    return
+                    return window
                 if not self._full:
                     granted = await loop.run_in_executor(None, self.reserve, window)
                     if int(time.time()) != window:
