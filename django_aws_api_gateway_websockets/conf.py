@@ -67,6 +67,12 @@ DEFAULTS: dict[str, Any] = {
     "TRANSPORT_OPTIONS": {},
     # Sessions read per database round trip while streaming a broadcast's recipients.
     "SEND_CHUNK_SIZE": 2000,
+    # A 410 for a session this young (seconds since $connect) never marks it gone: API Gateway
+    # answers 410 until $connect has returned, which takes at most 29 seconds.
+    "CONNECT_GRACE_SECONDS": 30,
+    # How long a message to a connection that is still opening is retried in the background
+    # (seconds); 0 gives up at once (the recipient is reported failed, never gone).
+    "PENDING_DELIVERY_TIMEOUT": 5.0,
     # Background broadcasts: the django.tasks backend alias and recipients per task.
     "TASK_BACKEND": "default",
     "TASK_BATCH_SIZE": 5000,
@@ -86,6 +92,8 @@ NUMERIC_KEYS = (
     "TOKEN_RETENTION",
     "RATE_LIMIT_RETENTION",
     "SEND_CHUNK_SIZE",
+    "CONNECT_GRACE_SECONDS",
+    "PENDING_DELIVERY_TIMEOUT",
     "TASK_BATCH_SIZE",
     "TRUSTED_PROXY_COUNT",
 )

@@ -299,8 +299,11 @@ class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
         """Send ``data`` to every connected session here; returns a delivery report.
 
         With ``background=True`` the broadcast is enqueued on Django's tasks framework instead
-        and the enqueued task results are returned.
+        and the enqueued task results are returned. In async code use :meth:`asend_message`.
         """
+        from .sending import refuse_in_event_loop
+
+        refuse_in_event_loop("send_message", "asend_message")
         if background:
             from .tasks import enqueue_send
 
@@ -309,11 +312,29 @@ class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
 
         return send_message(self, data)
 
+    async def asend_message(self, data: Any, *, background: bool = False) -> Any:
+        """:meth:`send_message` for async code: awaitable, never blocks the event loop."""
+        if background:
+            from asgiref.sync import sync_to_async
+
+            from .tasks import enqueue_send
+
+            return await sync_to_async(enqueue_send)(self, data)
+        from .sending import asend_message
+
+        return await asend_message(self, data)
+
     def close(self) -> Any:
         """Close every connected session's socket (DeleteConnection) and mark it disconnected."""
         from .sending import close_connections
 
         return close_connections(self)
+
+    async def aclose(self) -> Any:
+        """:meth:`close` for async code."""
+        from .sending import aclose_connections
+
+        return await aclose_connections(self)
 
     def send_to_channel(self, channel_name: str, data: Any, **options: Any) -> Any:
         return self.in_channel(channel_name).send_message(data, **options)
@@ -404,12 +425,28 @@ class WebSocketSession(models.Model):
 
         return send_message([self], data)
 
+    async def asend_message(self, data: Any) -> Any:
+        """:meth:`send_message` for async code."""
+        from .sending import asend_message
+
+        return await asend_message([self], data)
+
     def close(self) -> Any:
         """Close the socket through API Gateway (DeleteConnection) and mark it disconnected."""
         from .sending import close_connections
 
-        report = close_connections([self])
-        if self.connection_id in report.sent or self.connection_id in report.gone:
+        return self._after_close(close_connections([self]))
+
+    async def aclose(self) -> Any:
+        """:meth:`close` for async code."""
+        from .sending import aclose_connections
+
+        return self._after_close(await aclose_connections([self]))
+
+    def _after_close(self, report: Any) -> Any:
+        # Pending: still opening; the row is closed now and the socket once it opens.
+        cid = self.connection_id
+        if cid in report.sent or cid in report.gone or cid in report.pending:
             self._closed_locally()
         return report
 
@@ -424,6 +461,12 @@ class WebSocketSession(models.Model):
         from .sending import is_connected
 
         return is_connected(self)
+
+    async def ais_connected(self) -> bool:
+        """:meth:`is_connected` for async code."""
+        from .sending import ais_connected
+
+        return await ais_connected(self)
 
 
 class WebSocketToken(models.Model):

@@ -10,7 +10,9 @@
 
 * ``delivery_failed(sender, report)``: a send, close or probe could not reach some recipients
   after its retries; ``report`` is the :class:`~.sending.DeliveryReport` (``report.failed`` maps
-  connection ids to reasons). ``sender`` is the transport class.
+  connection ids to reasons). ``sender`` is the transport class. Sent again, from the pending
+  worker's thread, when recipients that were still opening (``report.pending``) end up
+  undelivered.
 """
 
 from django.dispatch import Signal

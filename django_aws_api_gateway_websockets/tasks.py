@@ -26,14 +26,21 @@ except ImportError:  # pragma: no cover - depends on the Django version
 
 
 def send_message_task(session_ids: list[int], message: str) -> dict[str, Any]:
-    """Send ``message`` to the given sessions that are still connected; return the report."""
+    """Send ``message`` to the given sessions that are still connected; return the report.
+
+    Recipients still opening are waited for (at most ``PENDING_DELIVERY_TIMEOUT``), so the task
+    result says whether they got the message.
+    """
     from .models import WebSocketSession
 
     report = send_message(WebSocketSession.objects.filter(pk__in=session_ids), message)
+    report.wait_pending()
     return {
         "sent": len(report.sent),
         "gone": report.gone,
         "failed": report.failed,
+        "pending_delivered": report.pending_delivered,
+        "pending_undelivered": report.pending_undelivered,
         "retried": report.retried,
         "duration": report.duration,
     }

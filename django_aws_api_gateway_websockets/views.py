@@ -44,7 +44,6 @@ from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, Web
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
 from .permissions import BasePermission, RequiredPermissions, enforce
-from .sending import connect_in_progress
 from .throttling import BaseThrottle, ip_key
 from .tokens import Audience, TokenRejected, consume_token, mint_token
 
@@ -268,8 +267,7 @@ class WebSocketView(View):
         )
         _upsert_session(session)
         self.websocket_session = session
-        with connect_in_progress(session.connection_id):
-            signals.connected.send(sender=type(self), session=session, request=request)
+        signals.connected.send(sender=type(self), session=session, request=request)
         return HttpResponse(b"", content_type="text/plain; charset=utf-8")
 
     def _throttle(

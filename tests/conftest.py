@@ -9,6 +9,8 @@ from django_aws_api_gateway_websockets.gateways import gateway_cache
 from django_aws_api_gateway_websockets.models import ApiGateway
 from django_aws_api_gateway_websockets.testing import GatewayClient
 from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import transport
+from tests.management_api import ManagementApiServer
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +45,20 @@ def ws(gateway) -> GatewayClient:
 @pytest.fixture
 def token(user) -> str:
     return mint_token(user).token
+
+
+@pytest.fixture
+def server() -> Iterator[ManagementApiServer]:
+    """The fake Management API over real HTTP, at the ``/production`` stage path."""
+    with ManagementApiServer("/production") as srv:
+        yield srv
+
+
+@pytest.fixture
+def local(server) -> Iterator[ManagementApiServer]:
+    """The local gateway transport pointed at the fake server (short back-off)."""
+    with transport(endpoint_url=server.url, base_backoff=0.005):
+        yield server
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.dispatch import Signal
 from django.test import override_settings
+from django.utils import timezone
+
+from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession
+from django_aws_api_gateway_websockets.testing import new_connection_id
+from tests.management_api import ManagementApiServer
 
 
 def ws_settings(**overrides: object) -> override_settings:
@@ -30,3 +38,56 @@ def receiver(signal: Signal) -> Iterator[list[dict]]:
         yield calls
     finally:
         signal.disconnect(record)
+
+
+LOCAL_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
+#: Sessions are made as connected a minute ago, well after their $connect returned.
+SETTLED = timedelta(minutes=1)
+
+
+def transport(path: str = LOCAL_TRANSPORT, **options: object) -> override_settings:
+    """Send through the transport ``path`` with ``options`` (keeping the rest of the settings)."""
+    return ws_settings(TRANSPORT=path, TRANSPORT_OPTIONS=options)
+
+
+def make_sessions(
+    gateway: ApiGateway,
+    count: int,
+    server: ManagementApiServer | None = None,
+    *,
+    channel: str = "lobby",
+    user: object = None,
+    connected: bool = True,
+    idle: timedelta = timedelta(0),
+    age: timedelta = SETTLED,
+) -> list[WebSocketSession]:
+    """Session rows, ``age`` old (settled, past the connect window, by default) and quiet for
+    ``idle``; with ``server``, each is also a live connection on the fake Management API."""
+    now = timezone.now()
+    sessions = WebSocketSession.objects.bulk_create(
+        WebSocketSession(
+            connection_id=new_connection_id(),
+            gateway=gateway,
+            channel_name=channel,
+            user=user,
+            connected=connected,
+            state="open" if connected else "closed",
+            connected_at=now - max(age, idle),
+            last_seen_at=now - idle,
+            disconnected_at=None if connected else now,
+        )
+        for _ in range(count)
+    )
+    if server is not None:
+        for session in sessions:
+            server.add_connection(session.connection_id)
+    return sessions
+
+
+def last_active(server: ManagementApiServer, connection_id: str, seconds_ago: int) -> datetime:
+    """Set the fake's ``lastActiveAt`` (exact in milliseconds); returns it as Django would
+    store it: aware UTC, or naive local time with ``USE_TZ = False``."""
+    stamp = float(int(time.time()) - seconds_ago) + 0.125
+    server.connections[connection_id].last_active_at = stamp
+    when = datetime.fromtimestamp(stamp, dt_timezone.utc)
+    return when if settings.USE_TZ else timezone.make_naive(when)

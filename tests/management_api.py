@@ -384,6 +384,8 @@ class ManagementApiServer:
         self.status_counts: Counter[int] = Counter()
         self.method_counts: Counter[str] = Counter()
         self._gone: set[str] = set()
+        self._connecting: set[str] = set()
+        self._retry_after: str | None = None  # of the answer being built; guarded by _lock
         self._faults: dict[str, deque[list[Any]]] = {}
         self._lock = threading.Lock()
         self._protocols: set[_HttpProtocol] = set()
@@ -495,10 +497,24 @@ class ManagementApiServer:
             self._gone.discard(connection_id)
         return conn
 
+    def add_connecting(self, connection_id: str) -> None:
+        """A connection whose ``$connect`` is still running: the id exists but every request
+        for it answers 410 ``GoneException`` until :meth:`open_connection`, as on AWS."""
+        with self._lock:
+            self._connecting.add(connection_id)
+            self._gone.discard(connection_id)
+
+    def open_connection(self, connection_id: str) -> Connection:
+        """``$connect`` answered 2xx and API Gateway opened the socket: it is live from now on."""
+        with self._lock:
+            self._connecting.discard(connection_id)
+        return self.add_connection(connection_id)
+
     def remove_connection(self, connection_id: str) -> None:
         """Close a connection: it answers 410 from now on (also in ``auto_connect`` mode)."""
         with self._lock:
             self.connections.pop(connection_id, None)
+            self._connecting.discard(connection_id)
             self._gone.add(connection_id)
 
     def gone(self, ids: str | Iterable[str]) -> None:
@@ -524,11 +540,13 @@ class ManagementApiServer:
         times: int = 1,
         error_type: str | None = None,
         message: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests for this id with an error, then behave normally.
 
         ``error_type`` defaults to the AWS type for ``status`` (429 ``LimitExceededException``,
         500 ``InternalServerErrorException``...); faults for one id queue up in call order.
+        ``retry_after`` adds a ``Retry-After`` header (seconds or an HTTP date) to the answer.
         """
         if error_type is None:
             error_type = ERROR_TYPES.get(status, "InternalServerErrorException")
@@ -536,7 +554,7 @@ class ManagementApiServer:
             message = ERROR_MESSAGES.get(status, _REASONS.get(status, "Error"))
         with self._lock:
             self._faults.setdefault(connection_id, deque()).append(
-                [status, times, error_type, message]
+                [status, times, error_type, message, retry_after]
             )
 
     def throttle_once(self, ids: str | Iterable[str]) -> None:
@@ -559,6 +577,7 @@ class ManagementApiServer:
         with self._lock:
             self.connections.clear()
             self._gone.clear()
+            self._connecting.clear()
             self._faults.clear()
             self.received.clear()
             self.requests = 0
@@ -593,6 +612,7 @@ class ManagementApiServer:
         body: bytes = b"",
         error_type: str | None = None,
         keep_alive: bool = True,
+        retry_after: str | None = None,
     ) -> bytes:
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
@@ -604,6 +624,8 @@ class ManagementApiServer:
         )
         if error_type:
             head += f"x-amzn-ErrorType: {error_type}\r\n"
+        if retry_after is not None:
+            head += f"Retry-After: {retry_after}\r\n"
         return (head + "\r\n").encode("latin-1") + body
 
     def _error(self, status: int, keep_alive: bool = True) -> bytes:
@@ -627,11 +649,13 @@ class ManagementApiServer:
             stats = json.dumps(self.stats()).encode()
             return self._response(200, stats, None, keep_alive)
         with self._lock:
+            self._retry_after = None
             status, out_body, error_type = self._dispatch(method, path, auth, body)
+            retry_after, self._retry_after = self._retry_after, None
             self.requests += 1
             self.status_counts[status] += 1
             self.method_counts[method] += 1
-        return self._response(status, out_body, error_type, keep_alive)
+        return self._response(status, out_body, error_type, keep_alive, retry_after)
 
     def _dispatch(
         self, method: str, path: str, auth: str | None, body: bytes
@@ -667,9 +691,11 @@ class ManagementApiServer:
                     faults.popleft()
                     if not faults:
                         del self._faults[cid]
-                status, _, error_type, message = fault
+                status, _, error_type, message, self._retry_after = fault
                 fault_body = b"" if status == 410 else json.dumps({"message": message}).encode()
                 return status, fault_body, error_type
+        if cid in self._connecting:
+            return 410, b"", "GoneException"  # not open until $connect has returned
         conn = self.connections.get(cid)
         alive = conn is not None or (self.auto_connect and cid not in self._gone)
         if method == "POST":

@@ -1,4 +1,5 @@
-"""Settings for the test suite. ``DAGW_TEST_DATABASE=postgresql`` runs it on PostgreSQL."""
+"""Settings for the test suite. ``DAGW_TEST_DATABASE=postgresql`` runs it on PostgreSQL;
+``DAGW_TEST_USE_TZ=0`` runs it with ``USE_TZ = False`` (naive local datetimes)."""
 
 import os
 
@@ -6,7 +7,9 @@ import django
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
-USE_TZ = True
+USE_TZ = os.environ.get("DAGW_TEST_USE_TZ", "1") != "0"
+# A zone far from UTC, so that naive local time and UTC cannot be confused by accident.
+TIME_ZONE = "America/Chicago" if not USE_TZ else "UTC"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
 STATIC_URL = "/static/"

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 from pathlib import Path
@@ -45,7 +45,15 @@ OUTBOX = {
     "TRANSPORT": "django_aws_api_gateway_websockets.transports.outbox.OutboxTransport",
     "TASK_BATCH_SIZE": BATCH,
 }
-REPORT_KEYS = {"sent", "gone", "failed", "retried", "duration"}
+REPORT_KEYS = {
+    "sent",
+    "gone",
+    "failed",
+    "pending_delivered",
+    "pending_undelivered",
+    "retried",
+    "duration",
+}
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,13 +74,14 @@ def cid(n: int, prefix: str = "conn") -> str:
 def make_sessions(
     gateway: ApiGateway, count: int, *, channel: str = "room", prefix: str = "conn", **fields: Any
 ) -> list[WebSocketSession]:
+    # Settled sessions: connected a minute ago, past the connect window, known to be open.
     now = timezone.now()
+    fields = {"state": "open", "connected_at": now - timedelta(minutes=1), **fields}
     return [
         WebSocketSession.objects.create(
             connection_id=cid(n, prefix),
             gateway=gateway,
             channel_name=channel,
-            connected_at=now,
             last_seen_at=now,
             **fields,
         )
@@ -561,3 +570,17 @@ def test_worker_subprocess_sends_through_the_management_api(gateway):
     assert gone.connected is False
     assert gone.disconnected_at is not None
     assert WebSocketSession.objects.filter(connected=True).count() == 6
+
+
+def test_background_batches_hold_each_connection_once_for_a_many_to_many_join(gateway, user):
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.create(name="a"), Group.objects.create(name="b"))
+    (session,) = make_sessions(gateway, 1, user=user)
+    members = WebSocketSession.objects.filter(user__groups__name__in=["a", "b"])
+    assert members.count() == 2
+
+    results = members.send_message({"n": 1}, background=True)
+    assert [result.args[0] for result in results] == [[session.pk]]
+    run_worker()
+    assert outbox.messages(session.connection_id) == [{"n": 1}]

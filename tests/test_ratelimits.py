@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 
 from django_aws_api_gateway_websockets import ratelimits
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.django_db
 #: Longer than any test run, so a test never straddles two fixed windows.
 LONG = 86400
 #: A window boundary for every window length used below (60 and 3600 divide it).
-T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+#: Naive (local time) when the suite runs with ``USE_TZ = False``, as Django's datetimes are then.
+T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc if settings.USE_TZ else None)
 
 
 def _ws_settings(**overrides: object) -> override_settings:

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
@@ -19,9 +19,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 from botocore.exceptions import NoCredentialsError
-from django.conf import settings
-from django.test.utils import override_settings
-from django.utils import timezone
 
 from django_aws_api_gateway_websockets import contract, presence, sending, signals
 from django_aws_api_gateway_websockets.gateways import gateway_cache
@@ -35,38 +32,14 @@ from django_aws_api_gateway_websockets.transports import (
 )
 from django_aws_api_gateway_websockets.transports import aws as aws_transport
 from django_aws_api_gateway_websockets.transports.http import ConnectionPool
-from tests.helpers import receiver
+from tests.helpers import LOCAL_TRANSPORT as LOCAL
+from tests.helpers import last_active, make_sessions, receiver, transport
 from tests.management_api import ManagementApiServer
 
-LOCAL = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
 MANAGEMENT = "django_aws_api_gateway_websockets.transports.aws.ManagementApiTransport"
 ENV_ACCESS_KEY = "AKIAENVEXAMPLE000001"
 ENV_SECRET_KEY = "env/secret/key+example0000000000000000000"
 ENV_TOKEN = "FwoGZXIvYXdzEXAMPLEsessiontoken=="
-
-
-@contextmanager
-def transport(path: str = LOCAL, **options) -> Iterator[None]:
-    config = {
-        "GATEWAY_SECRETS": [settings.GATEWAY_SECRET],
-        "TRANSPORT": path,
-        "TRANSPORT_OPTIONS": options,
-    }
-    with override_settings(AWS_API_GATEWAY_WEBSOCKETS=config):
-        yield
-
-
-@pytest.fixture
-def server() -> Iterator[ManagementApiServer]:
-    with ManagementApiServer("/production") as srv:
-        yield srv
-
-
-@pytest.fixture
-def local(server) -> Iterator[ManagementApiServer]:
-    """The local gateway transport pointed at the fake server."""
-    with transport(endpoint_url=server.url, base_backoff=0.005):
-        yield server
 
 
 @pytest.fixture
@@ -91,40 +64,6 @@ def env_credentials(no_aws_environment, monkeypatch) -> None:
 def failures_log() -> Iterator[list[dict]]:
     with receiver(signals.delivery_failed) as calls:
         yield calls
-
-
-#: Sessions are made as connected a minute ago, well after their $connect returned.
-SETTLED = timedelta(minutes=1)
-
-
-def make_sessions(
-    gateway: ApiGateway,
-    count: int,
-    server: ManagementApiServer | None = None,
-    *,
-    channel: str = "lobby",
-    connected: bool = True,
-    idle: timedelta = timedelta(0),
-    age: timedelta = SETTLED,
-) -> list[WebSocketSession]:
-    """Session rows; with ``server``, each is also a live connection on the fake."""
-    now = timezone.now()
-    sessions = WebSocketSession.objects.bulk_create(
-        WebSocketSession(
-            connection_id=new_connection_id(),
-            gateway=gateway,
-            channel_name=channel,
-            connected=connected,
-            state="open" if connected else "closed",
-            connected_at=now - max(age, idle),
-            last_seen_at=now - idle,
-        )
-        for _ in range(count)
-    )
-    if server is not None:
-        for session in sessions:
-            server.add_connection(session.connection_id)
-    return sessions
 
 
 def connected_ids() -> set[str]:
@@ -210,7 +149,7 @@ def test_fault_injection_500_recipients(server, gateway, env_credentials, path):
     assert sorted(report.gone) == sorted(gone)
     assert report.failed == {}
     assert report.retried == 30
-    assert report.counts == {"sent": 450, "gone": 50, "failed": 0}
+    assert report.counts == {"sent": 450, "gone": 50, "failed": 0, "pending": 0}
     for connection_id in live:
         assert server.received[connection_id] == [b'{"type":"news"}']
     assert not set(server.received) & set(gone)
@@ -296,15 +235,9 @@ def test_wrong_base_path_is_forbidden_and_not_retried(server, gateway, wrong, fa
 # -- GetConnection ------------------------------------------------------------------------------
 
 
-def _last_active(server: ManagementApiServer, connection_id: str, seconds_ago: int) -> dt.datetime:
-    stamp = float(int(time.time()) - seconds_ago) + 0.125  # exact in milliseconds
-    server.connections[connection_id].last_active_at = stamp
-    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
-
-
 def test_is_connected_updates_last_seen_from_last_active_at(local, gateway):
     (session,) = make_sessions(gateway, 1, local, idle=timedelta(hours=1))
-    expected = _last_active(local, session.connection_id, 30)
+    expected = last_active(local, session.connection_id, 30)
     assert session.is_connected() is True
     assert session.last_seen_at == expected
     session.refresh_from_db()
@@ -316,7 +249,7 @@ def test_is_connected_updates_last_seen_from_last_active_at(local, gateway):
 def test_is_connected_never_moves_last_seen_backwards(local, gateway):
     (session,) = make_sessions(gateway, 1, local)
     before = session.last_seen_at
-    _last_active(local, session.connection_id, 3600)
+    last_active(local, session.connection_id, 3600)
     assert session.is_connected() is True
     session.refresh_from_db()
     assert session.last_seen_at == before
@@ -341,7 +274,7 @@ def test_reconcile_updates_last_seen_and_marks_gone(local, gateway):
     idle_live = make_sessions(gateway, 3, local, idle=timedelta(minutes=30))
     idle_gone = make_sessions(gateway, 2, local, idle=timedelta(minutes=30))
     recent = make_sessions(gateway, 2, local)
-    expected = {s.connection_id: _last_active(local, s.connection_id, 60) for s in idle_live}
+    expected = {s.connection_id: last_active(local, s.connection_id, 60) for s in idle_live}
     local.gone([s.connection_id for s in idle_gone])
     local.gone([recent[0].connection_id])  # not idle: not probed, so still connected
 

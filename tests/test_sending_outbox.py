@@ -17,14 +17,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
-from django.utils import timezone
 
 from django_aws_api_gateway_websockets import presence, sending, signals
 from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession
-from django_aws_api_gateway_websockets.testing import new_connection_id
 from django_aws_api_gateway_websockets.transports import Target
 from django_aws_api_gateway_websockets.transports.outbox import OutboxTransport, outbox
-from tests.helpers import receiver
+from tests.helpers import make_sessions, receiver
 
 SERVER_ERROR = "InternalServerErrorException"
 SENDING_LOGGER = "django_aws_api_gateway_websockets.sending"
@@ -44,38 +42,6 @@ def outbox_transport() -> Iterator[None]:
         outbox.reset()
         yield
     outbox.reset()
-
-
-#: Sessions are made as connected a minute ago, well after their $connect returned.
-SETTLED = timedelta(minutes=1)
-
-
-def make_sessions(
-    gateway: ApiGateway,
-    count: int,
-    *,
-    channel: str = "lobby",
-    user=None,
-    connected: bool = True,
-    idle: timedelta = timedelta(0),
-    age: timedelta = SETTLED,
-) -> list[WebSocketSession]:
-    now = timezone.now()
-    sessions = [
-        WebSocketSession(
-            connection_id=new_connection_id(),
-            gateway=gateway,
-            channel_name=channel,
-            user=user,
-            connected=connected,
-            state="open" if connected else "closed",
-            connected_at=now - max(age, idle),
-            last_seen_at=now - idle,
-            disconnected_at=None if connected else now,
-        )
-        for _ in range(count)
-    ]
-    return WebSocketSession.objects.bulk_create(sessions)
 
 
 def make_session(gateway: ApiGateway, **options) -> WebSocketSession:
@@ -350,7 +316,7 @@ def test_report_counts_total_and_duration(gateway):
     outbox.gone(sessions[0].connection_id)
     outbox.fail(sessions[1].connection_id, status=403, reason="ForbiddenException")
     report = WebSocketSession.objects.broadcast("x")
-    assert report.counts == {"sent": 3, "gone": 1, "failed": 1}
+    assert report.counts == {"sent": 3, "gone": 1, "failed": 1, "pending": 0}
     assert report.total == 5
     assert report.duration > 0
     assert str(report).startswith("POST: 3 ok, 1 gone, 1 failed, 0 retried in ")
@@ -537,3 +503,68 @@ def test_reconcile_command_default_leaves_recent_sessions_alone(gateway):
     call_command("reconcile_websockets", stdout=out)
     assert out.getvalue().startswith("Probed 0 session(s): 0 still connected")
     assert connected_ids() == {s.connection_id for s in sessions}
+
+
+# -- one message per socket, however the queryset joins ------------------------------------------
+
+
+@pytest.fixture
+def two_group_member(gateway, user):
+    """``user`` in two groups that both match, with one open connection; plus a bystander."""
+    from django.contrib.auth.models import Group
+
+    staff, editors = Group.objects.create(name="staff"), Group.objects.create(name="editors")
+    user.groups.add(staff, editors)
+    session = make_session(gateway, user=user)
+    make_session(gateway)  # anonymous, in no group
+    return session
+
+
+def group_members():
+    return WebSocketSession.objects.filter(user__groups__name__in=["staff", "editors"])
+
+
+def test_many_to_many_join_sends_once_per_connection(two_group_member):
+    assert group_members().count() == 2, "the join repeats the row, as in the finding"
+    report = group_members().send_message({"n": 1})
+    assert report.sent == [two_group_member.connection_id]
+    assert outbox.messages(two_group_member.connection_id) == [{"n": 1}]
+    assert outbox.total == 1
+
+
+def test_many_to_many_join_closes_and_probes_once(two_group_member):
+    probe = presence.reconcile(group_members())
+    assert probe.sent == [two_group_member.connection_id] and probe.total == 1
+    report = group_members().close()
+    assert report.sent == [two_group_member.connection_id] and report.total == 1
+    assert outbox.closed == {two_group_member.connection_id}
+
+
+def test_sliced_and_union_querysets_send_once_per_connection(two_group_member, gateway):
+    other = make_session(gateway, channel="other")
+    sliced = group_members().order_by("pk")[:5]
+    assert len(list(sliced)) == 2
+    assert sliced.send_message("a").sent == [two_group_member.connection_id]
+    union = group_members().union(WebSocketSession.objects.filter(channel_name="other"), all=True)
+    report = union.send_message("b")
+    assert sorted(report.sent) == sorted([two_group_member.connection_id, other.connection_id])
+    assert outbox.messages(two_group_member.connection_id) == ["a", "b"]
+    assert outbox.messages(other.connection_id) == ["b"]
+
+
+def test_a_list_with_one_session_twice_sends_once(gateway):
+    session = make_session(gateway)
+    report = sending.send_message([session, session], "x")
+    assert report.sent == [session.connection_id]
+    assert outbox.total == 1
+
+
+def test_no_distinct_without_a_multivalued_join(gateway, user):
+    make_sessions(gateway, 2, user=user)
+    with CaptureQueriesContext(connection) as queries:
+        WebSocketSession.objects.filter(user__username="alice").send_message("x")
+    selects = [q["sql"] for q in queries if "websocketsession" in q["sql"].lower()]
+    assert selects and not any("DISTINCT" in sql.upper() for sql in selects), selects
+    with CaptureQueriesContext(connection) as queries:
+        group_members().send_message("x")
+    assert any("DISTINCT" in q["sql"].upper() for q in queries)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
@@ -93,15 +94,26 @@ class Batch(ABC):
     def finish(self) -> list[Result]:
         """Wait for every submitted id; return the results not collected yet."""
 
+    async def asubmit(self, target: Target, connection_ids: Sequence[str]) -> None:
+        """:meth:`submit` for async callers; by default in a worker thread, so that a
+        transport whose ``submit`` blocks never stalls the caller's event loop."""
+        await sync_to_async(self.submit, thread_sensitive=False)(target, connection_ids)
+
+    async def afinish(self) -> list[Result]:
+        """:meth:`finish` for async callers (by default in a worker thread)."""
+        return await sync_to_async(self.finish, thread_sensitive=False)()
+
 
 class BaseTransport(ABC):
     @abstractmethod
     def open(self, operation: str, payload: bytes = b"") -> Batch:
         """Start a batch of ``operation`` (POST, GET or DELETE) with ``payload`` (POST only)."""
 
-    def call(self, operation: str, target: Target, connection_ids: Sequence[str]) -> list[Result]:
+    def call(
+        self, operation: str, target: Target, connection_ids: Sequence[str], payload: bytes = b""
+    ) -> list[Result]:
         """Convenience: run one operation for a few ids and return all results."""
-        batch = self.open(operation)
+        batch = self.open(operation, payload)
         batch.submit(target, connection_ids)
         return batch.completed() + batch.finish()
 

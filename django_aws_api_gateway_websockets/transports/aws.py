@@ -8,9 +8,11 @@ all requests on one event loop per process, in a background thread:
 * ``max_concurrency`` requests in flight at most, over keep-alive connections pooled per host and
   shared by every broadcast of the process;
 * throttling (429) and transient failures (5xx, network, timeouts) are retried with exponential
-  back-off and full jitter on a timer, so a throttled recipient never holds up the others;
+  back-off and full jitter on a timer (or after the answer's ``Retry-After``), so a throttled
+  recipient never holds up the others;
 * ``max_rate`` caps sends per second (a token bucket) to keep the process under the account's
-  throttle (10,000 requests/s by default in most regions);
+  throttle (10,000 requests/s by default in most regions); with ``shared_rate`` the cap holds for
+  every process together, through a counter in Django's cache;
 * credentials come from boto3's standard chain and are re-read for each batch, so refreshable
   credentials (roles, SSO, web identity) are refreshed as boto3 would refresh them.
 """
@@ -18,14 +20,20 @@ all requests on one event loop per process, in a background thread:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import logging
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from asgiref.sync import sync_to_async
 
 from .. import __version__
 from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target, classify
@@ -33,6 +41,8 @@ from .http import ConnectionPool, Response, request
 from .sigv4 import Credentials, Signer, payload_hash
 
 USER_AGENT = f"django-aws-api-gateway-websockets/{__version__}"
+
+logger = logging.getLogger("django_aws_api_gateway_websockets.sending")
 
 
 def error_code(response: Response) -> str:
@@ -93,6 +103,91 @@ class _RateLimiter:
             await asyncio.sleep(slot - now)
 
 
+def retry_after(response: Response | None, now: float | None = None) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``: seconds or an HTTP date), if any."""
+    if response is None:
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class SharedQuota:
+    """At most ``rate`` sends per wall-clock second for every process sharing ``cache_alias``.
+
+    Each process reserves quota in blocks with one atomic ``incr`` on a per-second key in
+    Django's cache (Redis or Memcached in production), so the cache is asked about once per
+    ``block`` sends, and the sum of every process's sends in a second stays under ``rate``.
+    A block is only used in the second it was reserved for. If the cache fails, the process
+    falls back to its own ``max_rate`` (logged once) rather than stop sending.
+    """
+
+    def __init__(self, cache_alias: str, rate: float, key_prefix: str = "dagw:send-quota") -> None:
+        self.cache_alias = cache_alias
+        self.rate = max(1, int(rate))
+        self.block = max(1, self.rate // 20)
+        self.key_prefix = key_prefix
+        self._window = -1
+        self._left = 0
+        self._full = False
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._warned = False
+
+    def reserve(self, window: int) -> int:
+        """Take up to one block of the fleet's quota for ``window``; returns what was granted."""
+        from django.core.cache import caches
+
+        cache = caches[self.cache_alias]
+        key = f"{self.key_prefix}:{window}"
+        try:
+            cache.add(key, 0, timeout=10)
+            try:
+                total = cache.incr(key, self.block)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 0, timeout=10)
+                total = cache.incr(key, self.block)
+        except Exception:
+            if not self._warned:
+                logger.warning("Shared send quota unavailable; using max_rate", exc_info=True)
+                self._warned = True
+            return self.block
+        return max(0, min(self.block, self.rate - (total - self.block)))
+
+    async def acquire(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Wait for one send's worth of quota; returns the second (epoch) it was granted in."""
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            while True:
+                now = time.time()
+                window = int(now)
+                if window != self._window:
+                    self._window, self._left, self._full = window, 0, False
+                if self._left > 0:
+                    self._left -= 1
+                    return window
+                if not self._full:
+                    granted = await loop.run_in_executor(None, self.reserve, window)
+                    if int(time.time()) != window:
+                        continue  # reserved for a second that is over: ask again
+                    self._left += granted
+                    self._full = granted < self.block
+                    continue
+                await asyncio.sleep(window + 1 - now)
+
+
 class _Endpoint:
     """Per-target request data that does not change between recipients."""
 
@@ -125,7 +220,8 @@ class _AsyncBatch(Batch):
         self._results: deque[Result] = deque()
         self._space = threading.Condition()
         self._outstanding = 0  # submitted and not finished; guarded by _space
-        self._done = threading.Event()
+        self._space_waiters: list[concurrent.futures.Future[None]] = []  # async submitters
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._closed = False
         self._queue: asyncio.Queue[tuple[str, _Endpoint, int] | None] | None = None
         self._workers = 0
@@ -150,7 +246,32 @@ class _AsyncBatch(Batch):
 
     def finish(self) -> list[Result]:
         self.loop.call_soon_threadsafe(self._close)
-        self._done.wait()
+        self._done.result()
+        return self.completed()
+
+    # caller's event loop (async callers): the same steps, awaited instead of blocking
+
+    async def asubmit(self, target: Target, connection_ids: Sequence[str]) -> None:
+        if not connection_ids:
+            return
+        if self.credentials is None:  # the credential chain may do network I/O
+            endpoint = await sync_to_async(self._endpoint, thread_sensitive=False)(target)
+        else:
+            endpoint = self._endpoint(target)
+        limit = self.transport.max_pending
+        while True:
+            with self._space:
+                if self._outstanding < limit:
+                    self._outstanding += len(connection_ids)
+                    break
+                waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+                self._space_waiters.append(waiter)
+            await asyncio.wrap_future(waiter)
+        self.loop.call_soon_threadsafe(self._enqueue, endpoint, list(connection_ids))
+
+    async def afinish(self) -> list[Result]:
+        self.loop.call_soon_threadsafe(self._close)
+        await asyncio.wrap_future(self._done)
         return self.completed()
 
     def _endpoint(self, target: Target) -> _Endpoint:
@@ -184,17 +305,21 @@ class _AsyncBatch(Batch):
     def _maybe_done(self) -> None:
         with self._space:
             idle = self._outstanding == 0
-        if self._closed and idle and not self._done.is_set():
+        if self._closed and idle and not self._done.done():
             if self._queue is not None:
                 for _ in range(self._workers):
                     self._queue.put_nowait(None)
-            self._done.set()
+            self._done.set_result(None)
 
     def _complete(self, result: Result) -> None:
         self._results.append(result)
         with self._space:
             self._outstanding -= 1
             self._space.notify()
+            waiters, self._space_waiters = self._space_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         if self._closed:
             self._maybe_done()
 
@@ -225,6 +350,8 @@ class _AsyncBatch(Batch):
         head.append("\r\n")
         try:
             async with transport.slots():
+                if transport.shared_quota is not None:
+                    await transport.shared_quota.acquire(self.loop)
                 response = await request(
                     transport.pool(endpoint.pool_key),
                     "\r\n".join(head).encode("latin-1"),
@@ -240,8 +367,7 @@ class _AsyncBatch(Batch):
             outcome = classify(response.status, reason)
         if outcome is None:
             if attempt < transport.max_attempts:
-                ceiling = min(transport.max_backoff, transport.base_backoff * 2**attempt)
-                delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+                delay = transport.backoff(attempt, retry_after(response))
                 self.loop.call_later(delay, self._retry, connection_id, endpoint, attempt + 1)
                 return
             outcome = Outcome.FAILED
@@ -271,12 +397,13 @@ class ManagementApiTransport(BaseTransport):
         *,
         max_concurrency: int = 256,
         max_rate: float | None = 10_000,
-        max_attempts: int = 6,
-        base_backoff: float = 0.025,
-        max_backoff: float = 2.0,
+        max_attempts: int = 8,
+        base_backoff: float = 0.05,
+        max_backoff: float = 20.0,
         timeout: float = 10.0,
         max_pending: int | None = None,
         endpoint_url: str | None = None,
+        shared_rate: str | None = None,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
@@ -286,10 +413,23 @@ class ManagementApiTransport(BaseTransport):
         self.max_pending = int(max_pending or self.max_concurrency * 40)
         self.endpoint_url = endpoint_url
         self.rate_limiter = _RateLimiter(max_rate)
+        if shared_rate and not max_rate:
+            raise ValueError("shared_rate needs max_rate: the limit to share.")
+        #: With ``shared_rate`` (a cache alias), ``max_rate`` holds for all processes together.
+        self.shared_quota = SharedQuota(shared_rate, max_rate) if shared_rate and max_rate else None
         self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._boto_session: Any = None
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before the attempt after ``attempt``: the server's ``Retry-After``
+        when it sent one, otherwise full jitter under ``base_backoff * 2^attempt``; both capped
+        by ``max_backoff``."""
+        if retry_after is not None:
+            return min(self.max_backoff, retry_after)
+        ceiling = min(self.max_backoff, self.base_backoff * 2**attempt)
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 
     def _on_loop(self) -> None:
         """Reset per-loop state when the loop changed (a forked child starts afresh)."""

@@ -9,6 +9,7 @@ answer as API Gateway would when they are gone, throttled, failing or sent too m
     outbox.gone("abc=")              # 410 GoneException
     outbox.throttle("def=", times=1) # one 429, then delivered on the retry
     outbox.fail("xyz=", status=403, reason="ForbiddenException")  # fails at once
+    outbox.connecting("new=")        # 410 while in $connect, until outbox.open("new=")
     session.send_message({"hello": "world"})
     assert outbox.messages("ghi=") == [{"hello": "world"}]
 """
@@ -38,6 +39,7 @@ class Outbox:
             self.targets: dict[str, Target] = {}
             self.closed: set[str] = set()
             self._gone: set[str] = set()
+            self._connecting: set[str] = set()
             self._faults: dict[str, list[tuple[int, str]]] = {}
 
     # faults
@@ -46,6 +48,16 @@ class Outbox:
         """These connections answer 410 GoneException from now on."""
         with self._lock:
             self._gone.update(connection_ids)
+
+    def connecting(self, *connection_ids: str) -> None:
+        """These connections are still in ``$connect``: they answer 410 until :meth:`open`."""
+        with self._lock:
+            self._connecting.update(connection_ids)
+
+    def open(self, *connection_ids: str) -> None:
+        """API Gateway opened these sockets (``$connect`` returned): they accept messages."""
+        with self._lock:
+            self._connecting.difference_update(connection_ids)
 
     def throttle(self, *connection_ids: str, times: int = 1) -> None:
         """These connections answer 429 LimitExceededException ``times`` times, then succeed."""
@@ -94,7 +106,11 @@ class Outbox:
     ) -> tuple[int, str]:
         """One request: the HTTP status and error code API Gateway would answer."""
         with self._lock:
-            if connection_id in self._gone or connection_id in self.closed:
+            if (
+                connection_id in self._gone
+                or connection_id in self.closed
+                or connection_id in self._connecting
+            ):
                 return 410, "GoneException"
             faults = self._faults.get(connection_id)
             if faults:
@@ -144,11 +160,17 @@ class _OutboxBatch(Batch):
     def finish(self) -> list[Result]:
         return self.completed()
 
+    async def asubmit(self, target: Target, connection_ids: Sequence[str]) -> None:
+        self.submit(target, connection_ids)  # in memory: nothing to wait for
+
+    async def afinish(self) -> list[Result]:
+        return self.finish()
+
 
 class OutboxTransport(BaseTransport):
     """Records messages in :data:`outbox` instead of calling AWS."""
 
-    def __init__(self, *, max_attempts: int = 6, **_ignored: Any) -> None:
+    def __init__(self, *, max_attempts: int = 8, **_ignored: Any) -> None:
         self.max_attempts = max(1, int(max_attempts))
 
     def open(self, operation: str, payload: bytes = b"") -> Batch:
