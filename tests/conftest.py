@@ -12,6 +12,20 @@ from django_aws_api_gateway_websockets.tokens import mint_token
 
 
 @pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch, tmp_path_factory) -> None:
+    """No test may read the developer's AWS credentials or config, or reach AWS by accident."""
+    empty = tmp_path_factory.getbasetemp() / "no-aws-config"
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True)
 def _fresh_gateway_cache() -> Iterator[None]:
     gateway_cache.clear()
     yield

@@ -1,0 +1,315 @@
+"""Provisioning against moto (and Stubber for what moto lacks): plan, apply, resume, drift,
+teardown, in-place updates."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from moto import mock_aws
+
+from django_aws_api_gateway_websockets import contract
+from django_aws_api_gateway_websockets.models import ApiGateway, ApiGatewayAdditionalRoute
+from django_aws_api_gateway_websockets.provisioning import Provisioner, ProvisioningError
+from tests.aws_control_plane import ControlPlane
+from tests.helpers import ws_settings
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def plane(monkeypatch):
+    monkeypatch.setenv("MOTO_ACM_VALIDATION_WAIT", "0")
+    with mock_aws(), ws_settings(CERTIFICATE_POLL_SECONDS=0):
+        yield ControlPlane()
+
+
+@pytest.fixture
+def record(db) -> ApiGateway:
+    return ApiGateway.objects.create(
+        name="chat",
+        region=REGION,
+        stage="production",
+        target_base_endpoint="https://www.example.com/ws/",
+    )
+
+
+def provisioner(plane: ControlPlane, gateway: ApiGateway, lines: list | None = None):
+    gateway.refresh_from_db()
+    sink = lines.append if lines is not None else None
+    return Provisioner(gateway, client_factory=plane.factory, progress=sink, sleep=lambda s: None)
+
+
+def aws_state(plane: ControlPlane, api_id: str) -> dict:
+    client = plane.raw("apigatewayv2", REGION)
+    integrations = {i["IntegrationId"]: i for i in client.get_integrations(ApiId=api_id)["Items"]}
+    routes = {r["RouteKey"]: r for r in client.get_routes(ApiId=api_id)["Items"]}
+    return {"integrations": integrations, "routes": routes}
+
+
+FRESH_APPLY = [
+    "CreateApi",
+    "CreateIntegration",
+    "CreateRoute",
+    "CreateIntegration",
+    "CreateRoute",
+    "CreateIntegration",
+    "CreateRoute",
+    "CreateRouteResponse",
+    "CreateStage",
+    "CreateDeployment",
+]
+
+
+def test_fresh_apply_creates_the_api_in_order(plane, record):
+    lines: list[str] = []
+    provisioner(plane, record, lines).apply()
+    assert plane.mutating() == FRESH_APPLY
+    record.refresh_from_db()
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.PROVISIONED
+    assert record.api_id and record.deployment_id and record.api_endpoint
+    state = aws_state(plane, record.api_id)
+    assert set(state["routes"]) == {"$connect", "$disconnect", "$default"}
+    secret = "test-gateway-secret-0123456789abcdef"
+    for key, route in state["routes"].items():
+        integration = state["integrations"][route["Target"].removeprefix("integrations/")]
+        assert integration["IntegrationUri"] == record.integration_uri(key)
+        assert integration["IntegrationType"] == "HTTP_PROXY"
+        assert integration["IntegrationMethod"] == "POST"
+        assert integration["TimeoutInMillis"] == contract.INTEGRATION_TIMEOUT_MILLIS
+        assert integration["RequestParameters"] == contract.integration_request_parameters(secret)
+    assert state["routes"]["$default"]["RouteResponseSelectionExpression"] == "$default"
+    assert not state["routes"]["$connect"].get("RouteResponseSelectionExpression")
+    assert any("create_api" in line for line in lines)
+    assert all(secret not in line for line in lines)
+
+
+def test_second_apply_makes_no_mutating_call(plane, record):
+    provisioner(plane, record).apply()
+    plane.reset()
+    plan = provisioner(plane, record).apply()
+    assert plan.in_sync
+    assert plane.mutating() == []
+    # Reads of a no-change run: API, integrations, routes, $default's route responses, stage.
+    assert plane.operations == [
+        "GetApi",
+        "GetIntegrations",
+        "GetRoutes",
+        "GetRouteResponses",
+        "GetStage",
+    ]
+
+
+def test_plan_prints_each_call_without_making_it(plane, record):
+    plan = provisioner(plane, record).plan()
+    assert [s.operation for s in plan.steps if s.mutating][:2] == [
+        "create_api",
+        "create_integration",
+    ]
+    assert plane.mutating() == []
+    lines = plan.describe(("test-gateway-secret-0123456789abcdef",))
+    assert lines[1].startswith("apigatewayv2.create_integration(ApiId=<api>, IntegrationType=")
+    assert "********" in lines[1] and "0123456789abcdef" not in "".join(lines)
+
+
+@pytest.mark.parametrize("fail_at", range(len(FRESH_APPLY)), ids=FRESH_APPLY.__getitem__)
+def test_a_failed_run_is_resumed_without_duplicates(plane, record, fail_at):
+    plane.fail_at = fail_at
+    with pytest.raises(ProvisioningError, match="injected failure"):
+        provisioner(plane, record).apply()
+    record.refresh_from_db()
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.FAILED
+    assert "injected failure" in record.provisioning_error
+
+    provisioner(plane, record).apply()
+    record.refresh_from_db()
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.PROVISIONED
+    creates = Counter(op for op in plane.mutating() if op.startswith("Create"))
+    assert creates["CreateApi"] == 1
+    assert creates["CreateIntegration"] == 3
+    assert creates["CreateRoute"] == 3
+    assert creates["CreateRouteResponse"] == 1
+    assert creates["CreateStage"] == 1
+    apis = plane.raw("apigatewayv2", REGION).get_apis()["Items"]
+    assert [a["ApiId"] for a in apis] == [record.api_id]
+    state = aws_state(plane, record.api_id)
+    assert len(state["integrations"]) == 3 and len(state["routes"]) == 3
+    # The last deployment came after the last change.
+    assert plane.mutating()[-1] == "CreateDeployment"
+    plane.reset()
+    assert provisioner(plane, record).apply().in_sync
+
+
+def test_drift_is_reported_and_apply_fixes_it(plane, record):
+    provisioner(plane, record).apply()
+    record.refresh_from_db()
+    assert provisioner(plane, record).drift() == []
+    client = plane.raw("apigatewayv2", REGION)
+    route = aws_state(plane, record.api_id)["routes"]["$default"]
+    integration_id = route["Target"].removeprefix("integrations/")
+    client.update_integration(
+        ApiId=record.api_id, IntegrationId=integration_id, IntegrationUri="https://evil.test/x"
+    )
+    drift = provisioner(plane, record).drift()
+    assert [str(d) for d in drift] == ["integration:$default: differs: IntegrationUri"]
+    plane.reset()
+    provisioner(plane, record).apply()
+    assert plane.mutating() == ["UpdateIntegration", "CreateDeployment"]
+    fixed = aws_state(plane, record.api_id)["integrations"][integration_id]
+    assert fixed["IntegrationUri"] == "https://www.example.com/ws/default"
+    assert provisioner(plane, record).drift() == []
+
+
+def test_unprovisioned_record_is_drift(plane, record):
+    assert [str(d) for d in provisioner(plane, record).drift()] == ["api: not provisioned"]
+
+
+def test_changes_to_the_records_update_aws_in_place(plane, record):
+    provisioner(plane, record).apply()
+    record.refresh_from_db()
+    api_id = record.api_id
+    record.target_base_endpoint = "https://new.example.com/socket/"
+    record.route_selection_expression = "$request.body.type"
+    record.save()
+    plane.reset()
+    with ws_settings(GATEWAY_SECRETS=["a-brand-new-secret-abcdefghijklmnopqrstu"]):
+        provisioner(plane, record).apply()
+    assert Counter(plane.mutating()) == Counter(
+        {"UpdateApi": 1, "UpdateIntegration": 3, "CreateDeployment": 1}
+    )
+    record.refresh_from_db()
+    assert record.api_id == api_id
+    api = plane.raw("apigatewayv2", REGION).get_api(ApiId=api_id)
+    assert api["RouteSelectionExpression"] == "$request.body.type"
+    params = contract.integration_request_parameters("a-brand-new-secret-abcdefghijklmnopqrstu")
+    for integration in aws_state(plane, api_id)["integrations"].values():
+        assert integration["IntegrationUri"].startswith("https://new.example.com/socket/")
+        assert integration["RequestParameters"] == params
+
+
+def test_additional_routes_are_added_changed_and_removed(plane, record):
+    provisioner(plane, record).apply()
+    shout = ApiGatewayAdditionalRoute.objects.create(gateway=record, route_key="shout")
+    ApiGatewayAdditionalRoute.objects.create(
+        gateway=record, route_key="notify", route_slug="notify", two_way=False
+    )
+    plane.reset()
+    provisioner(plane, record).apply()
+    assert Counter(plane.mutating()) == Counter(
+        {
+            "CreateIntegration": 2,
+            "CreateRoute": 2,
+            "CreateRouteResponse": 1,
+            "CreateDeployment": 1,
+        }
+    )
+    record.refresh_from_db()
+    state = aws_state(plane, record.api_id)
+    shout.refresh_from_db()
+    assert shout.deployed and shout.route_id == state["routes"]["shout"]["RouteId"]
+    assert state["routes"]["shout"]["RouteResponseSelectionExpression"] == "$default"
+    assert not state["routes"]["notify"].get("RouteResponseSelectionExpression")
+    assert (
+        state["integrations"][shout.integration_id]["IntegrationUri"]
+        == "https://www.example.com/ws/shout"
+    )
+
+    # two-way -> one-way, and a route removed
+    shout.two_way = False
+    shout.save()
+    ApiGatewayAdditionalRoute.objects.filter(route_key="notify").delete()
+    plane.reset()
+    provisioner(plane, record).apply()
+    assert Counter(plane.mutating()) == Counter(
+        {
+            "UpdateRoute": 1,
+            "DeleteRouteResponse": 1,
+            "DeleteRoute": 1,
+            "DeleteIntegration": 1,
+            "CreateDeployment": 1,
+        }
+    )
+    state = aws_state(plane, record.api_id)
+    assert set(state["routes"]) == {"$connect", "$disconnect", "$default", "shout"}
+    assert len(state["integrations"]) == 4
+    assert not state["routes"]["shout"].get("RouteResponseSelectionExpression")
+    plane.reset()
+    assert provisioner(plane, record).apply().in_sync
+
+
+def test_teardown_removes_everything_it_created(plane, record):
+    ApiGatewayAdditionalRoute.objects.create(gateway=record, route_key="shout")
+    provisioner(plane, record).apply()
+    plane.reset()
+    provisioner(plane, record).teardown()
+    assert plane.mutating() == ["DeleteApi"]
+    assert plane.raw("apigatewayv2", REGION).get_apis()["Items"] == []
+    record.refresh_from_db()
+    assert record.api_id is None and record.aws_resources == {}
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.NOT_PROVISIONED
+    assert not ApiGatewayAdditionalRoute.objects.filter(deployed=True).exists()
+
+
+def test_adopting_an_existing_api_converges_it_and_teardown_keeps_it(plane, record):
+    client = plane.raw("apigatewayv2", REGION)
+    api = client.create_api(
+        Name="handmade", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.op"
+    )
+    integration = client.create_integration(
+        ApiId=api["ApiId"],
+        IntegrationType="HTTP_PROXY",
+        IntegrationMethod="POST",
+        IntegrationUri="https://old.example.com/ws/connect",
+    )
+    client.create_route(
+        ApiId=api["ApiId"],
+        RouteKey="$connect",
+        Target=f"integrations/{integration['IntegrationId']}",
+    )
+    client.create_route(ApiId=api["ApiId"], RouteKey="legacy")
+    client.create_stage(ApiId=api["ApiId"], StageName="production")
+    record.api_id = api["ApiId"]
+    record.save()
+
+    plan = provisioner(plane, record).plan()
+    assert [s.operation for s in plan.mutating_steps] == [
+        "update_api",
+        "update_integration",
+        "create_integration",
+        "create_route",
+        "create_integration",
+        "create_route",
+        "create_route_response",
+        "create_deployment",
+    ]
+    assert plan.notes == ["Route legacy is not in the records and was not created here: kept."]
+    provisioner(plane, record).apply()
+    plane.reset()
+    assert provisioner(plane, record).apply().in_sync
+
+    provisioner(plane, record).teardown()
+    state = aws_state(plane, api["ApiId"])
+    assert set(state["routes"]) == {"$connect", "legacy"}
+    assert list(state["integrations"]) == [integration["IntegrationId"]]
+    assert plane.mutating()[-1] == "CreateDeployment"
+
+
+def test_adopting_an_unknown_api_id_fails_clearly(plane, record):
+    record.api_id = "nope123"
+    record.save()
+    with pytest.raises(ProvisioningError, match="API nope123 was not found"):
+        provisioner(plane, record).plan()
+
+
+def test_a_second_run_cannot_claim_a_record_in_progress(plane, record):
+    ApiGateway.objects.filter(pk=record.pk).update(
+        provisioning_status=ApiGateway.ProvisioningStatus.IN_PROGRESS
+    )
+    from django_aws_api_gateway_websockets.provisioning import Busy
+
+    with pytest.raises(Busy):
+        provisioner(plane, record).apply()
+    assert plane.operations == []
+    with ws_settings(PROVISIONING_LOCK_SECONDS=0):
+        provisioner(plane, record).apply()  # a stale claim is taken over
+    assert plane.mutating()[0] == "CreateApi"
