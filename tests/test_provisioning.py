@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import moto.settings
 import pytest
 from moto import mock_aws
 
@@ -19,7 +20,8 @@ REGION = "eu-west-1"
 
 @pytest.fixture
 def plane(monkeypatch):
-    monkeypatch.setenv("MOTO_ACM_VALIDATION_WAIT", "0")
+    # moto issues a certificate once this many seconds have passed (read at import time).
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
     with mock_aws(), ws_settings(CERTIFICATE_POLL_SECONDS=0):
         yield ControlPlane()
 
@@ -313,3 +315,131 @@ def test_a_second_run_cannot_claim_a_record_in_progress(plane, record):
     with ws_settings(PROVISIONING_LOCK_SECONDS=0):
         provisioner(plane, record).apply()  # a stale claim is taken over
     assert plane.mutating()[0] == "CreateApi"
+
+
+@pytest.fixture
+def zone_id(plane) -> str:
+    zone = plane.raw("route53").create_hosted_zone(Name="example.com", CallerReference="t")
+    return zone["HostedZone"]["Id"]
+
+
+def record_sets(plane, zone_id: str) -> dict:
+    sets = plane.raw("route53").list_resource_record_sets(HostedZoneId=zone_id)
+    return {(r["Name"], r["Type"]): r for r in sets["ResourceRecordSets"]}
+
+
+def with_domain(record: ApiGateway, zone_id: str) -> ApiGateway:
+    record.custom_domain_name = "ws.example.com"
+    record.api_mapping_key = "chat"
+    record.hosted_zone_id = zone_id
+    record.save()
+    return record
+
+
+FULL_APPLY_WITH_DOMAIN = [
+    *FRESH_APPLY,
+    "RequestCertificate",
+    "ChangeResourceRecordSets",
+    "CreateDomainName",
+    "CreateApiMapping",
+    "ChangeResourceRecordSets",
+]
+
+
+def test_custom_domain_certificate_dns_mapping_and_teardown(plane, record, zone_id):
+    with_domain(record, zone_id)
+    lines: list[str] = []
+    provisioner(plane, record, lines).apply()
+    assert plane.mutating() == FULL_APPLY_WITH_DOMAIN
+    record.refresh_from_db()
+    assert record.certificate_arn.startswith("arn:aws:acm:eu-west-1:")
+    assert any("validation record" in line for line in lines)
+
+    cert = plane.raw("acm", REGION).describe_certificate(CertificateArn=record.certificate_arn)
+    assert cert["Certificate"]["Status"] == "ISSUED"
+    validation = cert["Certificate"]["DomainValidationOptions"][0]["ResourceRecord"]
+    sets = record_sets(plane, zone_id)
+    assert sets[(validation["Name"], "CNAME")]["ResourceRecords"] == [
+        {"Value": validation["Value"]}
+    ]
+    domain = plane.domains["ws.example.com"]["DomainNameConfigurations"][0]
+    assert {k: domain[k] for k in ("CertificateArn", "EndpointType", "SecurityPolicy")} == {
+        "CertificateArn": record.certificate_arn,
+        "EndpointType": "REGIONAL",
+        "SecurityPolicy": "TLS_1_2",
+    }
+    for rtype in ("A", "AAAA"):
+        alias = sets[("ws.example.com.", rtype)]["AliasTarget"]
+        assert alias["DNSName"].rstrip(".") == domain["ApiGatewayDomainName"]
+        assert alias["HostedZoneId"] == domain["HostedZoneId"]
+    [mapping] = plane.mappings["ws.example.com"].values()
+    assert mapping == {
+        "ApiMappingId": mapping["ApiMappingId"],
+        "ApiId": record.api_id,
+        "Stage": "production",
+        "ApiMappingKey": "chat",
+    }
+    assert record.websocket_url == "wss://ws.example.com/chat"
+
+    plane.reset()
+    assert provisioner(plane, record).apply().in_sync
+    assert plane.mutating() == []
+
+    plane.reset()
+    provisioner(plane, record).teardown()
+    assert plane.mutating() == [
+        "DeleteApiMapping",
+        "ChangeResourceRecordSets",
+        "DeleteDomainName",
+        "ChangeResourceRecordSets",
+        "DeleteCertificate",
+        "DeleteApi",
+    ]
+    assert plane.domains == {}
+    assert plane.raw("apigatewayv2", REGION).get_apis()["Items"] == []
+    assert plane.raw("acm", REGION).list_certificates()["CertificateSummaryList"] == []
+    assert {t for _n, t in record_sets(plane, zone_id)} == {"NS", "SOA"}
+    record.refresh_from_db()
+    assert record.aws_resources == {} and record.certificate_arn == ""
+
+
+def test_domain_without_a_zone_prints_the_records_to_create(plane, record):
+    record.custom_domain_name = "ws.example.com"
+    record.save()
+    lines: list[str] = []
+    plan = provisioner(plane, record, lines).apply()
+    assert "ChangeResourceRecordSets" not in plane.operations
+    assert any("validation CNAME yourself" in note for note in plan.notes)
+    assert any("point ws.example.com at" in note for note in plan.notes)
+
+
+def test_teardown_keeps_a_certificate_it_did_not_request(plane, record, zone_id):
+    acm = plane.raw("acm", REGION)
+    arn = acm.request_certificate(DomainName="ws.example.com", ValidationMethod="DNS")[
+        "CertificateArn"
+    ]
+    with_domain(record, zone_id)
+    record.certificate_arn = arn
+    record.save()
+    provisioner(plane, record).apply()
+    assert "RequestCertificate" not in plane.operations
+    provisioner(plane, record).teardown()
+    assert [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]] == [arn]
+    record.refresh_from_db()
+    assert record.certificate_arn == arn
+
+
+def test_waiting_for_the_certificate_gives_up_with_a_clear_error(plane, record, monkeypatch):
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 3600)
+    record.custom_domain_name = "ws.example.com"
+    record.save()
+    lines: list[str] = []
+    with (
+        ws_settings(CERTIFICATE_WAIT_SECONDS=0, CERTIFICATE_POLL_SECONDS=0),
+        pytest.raises(ProvisioningError, match="Gave up waiting"),
+    ):
+        provisioner(plane, record, lines).apply()
+    assert any("PENDING_VALIDATION" in line for line in lines)
+    record.refresh_from_db()
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.FAILED
+    assert record.certificate_arn  # recorded: the next run waits for the same certificate

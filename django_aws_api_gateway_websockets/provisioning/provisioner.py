@@ -27,6 +27,8 @@ from .plan import Difference, Plan, Step, resolve
 
 Progress = Callable[[str], None]
 Status = ApiGateway.ProvisioningStatus
+#: Changes that take effect without a deployment (the deployment itself, the custom domain).
+NOT_DEPLOYED = {"deployment", "domain", "api_mapping"}
 
 
 class ProvisioningError(Exception):
@@ -181,7 +183,7 @@ class Provisioner:
         if step.wait:
             self._wait(step, params)
             return
-        if step.mutating and step.service == SERVICE and step.operation != "create_deployment":
+        if step.mutating and step.service == SERVICE and step.key not in NOT_DEPLOYED:
             self._save(deployment_id="")  # undeployed from now until the deployment succeeds
         self.progress(step.describe(_secrets()))
         response = getattr(self.client(step.service), step.operation)(**params)
