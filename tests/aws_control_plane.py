@@ -21,8 +21,11 @@ from botocore.stub import Stubber
 from moto.apigatewayv2.models import apigatewayv2_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from django_aws_api_gateway_websockets.models import ApiGateway
+from django_aws_api_gateway_websockets.provisioning import Provisioner
 from django_aws_api_gateway_websockets.provisioning.plan import MUTATING_PREFIXES
 
+REGION = "eu-west-1"
 #: API Gateway's own hosted zone for regional custom domains (eu-west-1).
 APIGW_ZONE = "ZLY8HYME6SFDD"
 
@@ -237,3 +240,10 @@ class _Client:
 
 def random_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def provisioner(plane: ControlPlane, gateway: ApiGateway, lines: list | None = None) -> Provisioner:
+    """A provisioner on ``plane`` for a fresh copy of ``gateway``, progress lines to ``lines``."""
+    gateway.refresh_from_db()
+    sink = lines.append if lines is not None else None
+    return Provisioner(gateway, client_factory=plane.factory, progress=sink, sleep=lambda s: None)

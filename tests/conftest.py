@@ -59,6 +59,36 @@ def token(user) -> str:
     return mint_token(user).token
 
 
+@pytest.fixture
+def plane(monkeypatch):
+    """moto (plus Stubber for what moto lacks) as the AWS control plane; every client the
+    provisioning layer makes, including the commands' and the admin's, is one of its clients."""
+    import moto.settings
+    from moto import mock_aws
+
+    from django_aws_api_gateway_websockets.provisioning import clients
+    from tests.aws_control_plane import ControlPlane
+    from tests.helpers import ws_settings
+
+    # moto issues a certificate once this many seconds have passed (read at import time).
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
+    with mock_aws(), ws_settings(CERTIFICATE_POLL_SECONDS=0):
+        control_plane = ControlPlane()
+        monkeypatch.setattr(clients, "make_client", control_plane.factory)
+        yield control_plane
+
+
+@pytest.fixture
+def record(db) -> ApiGateway:
+    """An ApiGateway record not yet provisioned."""
+    return ApiGateway.objects.create(
+        name="chat",
+        region="eu-west-1",
+        stage="production",
+        target_base_endpoint="https://www.example.com/ws/",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` need real row locking; they run in the PostgreSQL pass of CI."""
     from django.db import connection

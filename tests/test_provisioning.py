@@ -7,39 +7,12 @@ from collections import Counter
 
 import moto.settings
 import pytest
-from moto import mock_aws
 
 from django_aws_api_gateway_websockets import contract
 from django_aws_api_gateway_websockets.models import ApiGateway, ApiGatewayAdditionalRoute
-from django_aws_api_gateway_websockets.provisioning import Provisioner, ProvisioningError
-from tests.aws_control_plane import ControlPlane
+from django_aws_api_gateway_websockets.provisioning import ProvisioningError
+from tests.aws_control_plane import REGION, ControlPlane, provisioner
 from tests.helpers import ws_settings
-
-REGION = "eu-west-1"
-
-
-@pytest.fixture
-def plane(monkeypatch):
-    # moto issues a certificate once this many seconds have passed (read at import time).
-    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
-    with mock_aws(), ws_settings(CERTIFICATE_POLL_SECONDS=0):
-        yield ControlPlane()
-
-
-@pytest.fixture
-def record(db) -> ApiGateway:
-    return ApiGateway.objects.create(
-        name="chat",
-        region=REGION,
-        stage="production",
-        target_base_endpoint="https://www.example.com/ws/",
-    )
-
-
-def provisioner(plane: ControlPlane, gateway: ApiGateway, lines: list | None = None):
-    gateway.refresh_from_db()
-    sink = lines.append if lines is not None else None
-    return Provisioner(gateway, client_factory=plane.factory, progress=sink, sleep=lambda s: None)
 
 
 def aws_state(plane: ControlPlane, api_id: str) -> dict:

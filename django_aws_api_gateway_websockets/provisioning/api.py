@@ -12,8 +12,6 @@ from .desired import DESCRIPTION_PREFIX, ROUTE_RESPONSE_KEY, DesiredApi, Desired
 from .plan import Plan, Ref, Step
 
 SERVICE = "apigatewayv2"
-#: Tags on an API the layer creates, so it can be recognised in the console.
-API_TAGS = {"managed-by": DESCRIPTION_PREFIX}
 
 
 def error_code(exc: ClientError) -> str:
@@ -105,7 +103,6 @@ def plan_api(
             "Name": desired.name,
             "ProtocolType": "WEBSOCKET",
             "RouteSelectionExpression": desired.route_selection_expression,
-            "Tags": dict(API_TAGS),
         }
         if desired.description:
             params["Description"] = desired.description

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from ..conf import ws_settings
 from ..models import ApiGateway, ApiGatewayAdditionalRoute
+from . import clients
 from .api import SERVICE, plan_api, read_api
-from .clients import ClientFactory, make_client
+from .clients import ClientFactory
 from .desired import DesiredApi, desired_api
 from .domain import plan_domain, plan_domain_teardown, read_domain
 from .plan import Difference, Plan, Step, resolve
@@ -54,12 +55,13 @@ class Provisioner:
         self,
         gateway: ApiGateway,
         *,
-        client_factory: ClientFactory = make_client,
+        client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.gateway = gateway
-        self.client_factory = client_factory
+        # Looked up at call time so one place (clients.make_client) decides for every caller.
+        self.client_factory = client_factory or clients.make_client
         self.progress = progress or (lambda line: None)
         self.sleep = sleep
         self._clients: dict[str, Any] = {}
@@ -73,7 +75,7 @@ class Provisioner:
         return self._clients[service]
 
     @property
-    def clients(self) -> dict[str, Any]:
+    def all_clients(self) -> dict[str, Any]:
         return {name: self.client(name) for name in ("apigatewayv2", "acm", "route53")}
 
     @property
@@ -111,7 +113,7 @@ class Provisioner:
         if scope == "domain":
             plan = Plan(notes=plan.notes)
         if desired.domain and scope != "api":
-            domain = read_domain(self.clients, desired.domain, self.resources)
+            domain = read_domain(self.all_clients, desired.domain, self.resources)
             plan_domain(plan, desired, domain, self.resources, self.refs.get("api"), self.refs)
             if plan.steps and self.refs.get("api") is None:
                 _replace_api_refs(plan)
@@ -164,7 +166,7 @@ class Provisioner:
         desired = desired_api(self.gateway)
         plan = Plan()
         if desired.domain:
-            actual_domain = read_domain(self.clients, desired.domain, self.resources)
+            actual_domain = read_domain(self.all_clients, desired.domain, self.resources)
             plan_domain_teardown(plan, desired.domain, actual_domain, self.resources)
         api_id = self.gateway.api_id
         actual = read_api(self.client(SERVICE), api_id, _all_two_way(desired))
