@@ -416,3 +416,28 @@ def test_waiting_for_the_certificate_gives_up_with_a_clear_error(plane, record, 
     record.refresh_from_db()
     assert record.provisioning_status == ApiGateway.ProvisioningStatus.FAILED
     assert record.certificate_arn  # recorded: the next run waits for the same certificate
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_applies_create_one_api(plane):
+    from django_aws_api_gateway_websockets.provisioning import Busy
+    from tests.concurrency import race
+
+    gateway = ApiGateway.objects.create(
+        name="raced", region=REGION, target_base_endpoint="https://www.example.com/ws/"
+    )
+
+    def task(index: int, prepared: object) -> str:
+        try:
+            provisioner(plane, ApiGateway.objects.get(pk=gateway.pk)).apply()
+        except Busy:
+            return "busy"
+        return "applied"
+
+    result = race(6, task)
+    assert not result.errors, "\n".join(result.errors)
+    # Every run either did the work or found the record claimed; later runs find nothing to do.
+    assert "applied" in result.results
+    assert plane.operations.count("CreateApi") == 1
+    assert len(plane.raw("apigatewayv2", REGION).get_apis()["Items"]) == 1
