@@ -356,7 +356,17 @@ def test_custom_domain_certificate_dns_mapping_and_teardown(plane, record, zone_
 
     plane.reset()
     assert provisioner(plane, record).apply().in_sync
-    assert plane.mutating() == []
+    assert plane.operations == [
+        "GetApi",
+        "GetIntegrations",
+        "GetRoutes",
+        "GetRouteResponses",
+        "GetStage",
+        "DescribeCertificate",
+        "GetDomainName",
+        "GetApiMappings",
+        "ListResourceRecordSets",
+    ]
 
     plane.reset()
     provisioner(plane, record).teardown()
@@ -441,3 +451,25 @@ def test_concurrent_applies_create_one_api(plane):
     assert "applied" in result.results
     assert plane.operations.count("CreateApi") == 1
     assert len(plane.raw("apigatewayv2", REGION).get_apis()["Items"]) == 1
+
+
+def test_a_retried_certificate_request_sends_the_same_idempotency_token(plane, record, zone_id):
+    with_domain(record, zone_id)
+    plane.fail_at = len(FRESH_APPLY)  # the request itself fails (e.g. the answer was lost)
+    with pytest.raises(ProvisioningError):
+        provisioner(plane, record).apply()
+    record.refresh_from_db()
+    token = record.aws_resources["certificate_token"]
+    sent: list[str] = []
+    acm = plane.factory("acm", REGION)
+    acm.meta.events.register(
+        "provide-client-params.acm.RequestCertificate",
+        lambda params, **kwargs: sent.append(params["IdempotencyToken"]),
+    )
+    provisioner(plane, record).apply()
+    assert sent == [token]
+    record.refresh_from_db()
+    assert "certificate_token" in record.aws_resources
+    provisioner(plane, record).teardown()
+    record.refresh_from_db()
+    assert record.aws_resources == {}

@@ -3,6 +3,7 @@ mapping and the Route 53 alias records, read and planned like the API itself."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,14 @@ def read_record_sets(route53: Any, zone: str, name: str, types: tuple[str, ...])
 
 
 def read_domain(
-    clients: dict[str, Any], desired: DesiredDomain, resources: dict[str, str]
+    clients: dict[str, Any],
+    desired: DesiredDomain,
+    resources: dict[str, str],
+    *,
+    teardown: bool = False,
 ) -> ActualDomain:
+    """Read the domain's resources; the validation record only while it matters (the
+    certificate is not issued yet, or it is about to be deleted)."""
     actual = ActualDomain()
     arn = desired.certificate_arn or resources.get("certificate")
     if arn:
@@ -89,7 +96,8 @@ def read_domain(
             clients["route53"], desired.hosted_zone_id, desired.domain_name, ALIAS_TYPES
         )
         recorded = resources.get("validation_record")
-        if recorded:
+        issued = (actual.certificate or {}).get("Status") == "ISSUED"
+        if recorded and (teardown or not issued):
             name, rtype = recorded.rsplit("|", 1)
             actual.validation_record = read_record_sets(
                 clients["route53"], desired.hosted_zone_id, name, (rtype,)
@@ -134,9 +142,9 @@ def plan_domain(
                 {
                     "DomainName": name,
                     "ValidationMethod": "DNS",
-                    # The same token within an hour returns the same certificate: a retried
-                    # run never requests two.
-                    "IdempotencyToken": "dagw" + "".join(c for c in name if c.isalnum())[:28],
+                    # Recorded before the call: a retried run sends the same token, and ACM
+                    # answers a repeated token (within an hour) with the same certificate.
+                    "IdempotencyToken": resources.get("certificate_token") or secrets.token_hex(16),
                 },
                 f"certificate for {name} in {desired.region}",
                 key="certificate",

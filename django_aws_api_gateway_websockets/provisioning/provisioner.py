@@ -30,6 +30,8 @@ Progress = Callable[[str], None]
 Status = ApiGateway.ProvisioningStatus
 #: Changes that take effect without a deployment (the deployment itself, the custom domain).
 NOT_DEPLOYED = {"deployment", "domain", "api_mapping"}
+#: Bookkeeping that outlives the API (the domain part is torn down on its own).
+DOMAIN_RESOURCES = {"certificate", "certificate_token", "domain", "validation_record"}
 
 
 class ProvisioningError(Exception):
@@ -166,7 +168,9 @@ class Provisioner:
         desired = desired_api(self.gateway)
         plan = Plan()
         if desired.domain:
-            actual_domain = read_domain(self.all_clients, desired.domain, self.resources)
+            actual_domain = read_domain(
+                self.all_clients, desired.domain, self.resources, teardown=True
+            )
             plan_domain_teardown(plan, desired.domain, actual_domain, self.resources)
         api_id = self.gateway.api_id
         actual = read_api(self.client(SERVICE), api_id, _all_two_way(desired))
@@ -187,6 +191,9 @@ class Provisioner:
             return
         if step.mutating and step.service == SERVICE and step.key not in NOT_DEPLOYED:
             self._save(deployment_id="")  # undeployed from now until the deployment succeeds
+        if step.operation == "request_certificate":
+            resources = {**self.resources, "certificate_token": params["IdempotencyToken"]}
+            self._save(aws_resources=resources)
         self.progress(step.describe(_secrets()))
         response = getattr(self.client(step.service), step.operation)(**params)
         self._record(step, params, response)
@@ -290,7 +297,7 @@ class Provisioner:
                 resources.pop(key)
             if op == "delete_api":
                 for name in list(resources):
-                    if name not in ("certificate", "domain", "validation_record"):
+                    if name not in DOMAIN_RESOURCES:
                         resources.pop(name)
                 fields.update(api_id=None, api_endpoint="", deployment_id="")
                 self._mirror_all(route_id="", integration_id="", deployed=False)
@@ -298,10 +305,10 @@ class Provisioner:
                 self._mirror(route_key, route_id="", deployed=False)
             elif op == "delete_integration":
                 self._mirror(route_key, integration_id="")
-            elif op == "delete_certificate" and self.gateway.certificate_arn == params.get(
-                "CertificateArn"
-            ):
-                fields["certificate_arn"] = ""
+            elif op == "delete_certificate":
+                resources.pop("certificate_token", None)
+                if self.gateway.certificate_arn == params.get("CertificateArn"):
+                    fields["certificate_arn"] = ""
             elif op == "delete_stage":
                 fields["deployment_id"] = ""
         fields["aws_resources"] = resources
