@@ -246,17 +246,7 @@ def _plan_route(
     if not route.two_way:
         for response in has_response:
             plan.add(
-                Step(
-                    SERVICE,
-                    "delete_route_response",
-                    {
-                        "ApiId": api_ref,
-                        "RouteId": route_ref,
-                        "RouteResponseId": response["RouteResponseId"],
-                    },
-                    f"{key} is one-way",
-                    key=f"route_response:{key}",
-                ),
+                _delete_response(api_ref, route_ref, response, key, f"{key} is one-way"),
                 "one-way route with a route response",
             )
 
@@ -267,46 +257,91 @@ def _plan_removed_routes(
     """Delete what the layer created for routes no longer in the records; report the rest."""
     wanted = {r.route_key for r in desired.routes}
     for key, route in sorted(actual.routes.items()):
-        if key in wanted:
-            continue
-        if resources.get(f"route:{key}") != route["RouteId"]:
+        if key not in wanted and resources.get(f"route:{key}") != route["RouteId"]:
             plan.notes.append(f"Route {key} is not in the records and was not created here: kept.")
+    _delete_created_routes(plan, actual, resources, api_ref, keep=wanted, reason="was removed")
+
+
+def plan_api_teardown(
+    plan: Plan, desired: DesiredApi, actual: ActualApi, resources: dict[str, str], api_id: str
+) -> None:
+    """Delete the API if this layer created it; otherwise only the parts it added, then
+    redeploy so the removal takes effect."""
+    if resources.get("api") == api_id:
+        plan.add(Step(SERVICE, "delete_api", {"ApiId": api_id}, "remove the API", key="api"))
+        return
+    _delete_created_routes(plan, actual, resources, api_id, keep=set(), reason="is torn down")
+    if resources.get("stage") and actual.stage:
+        plan.add(
+            Step(
+                SERVICE,
+                "delete_stage",
+                {"ApiId": api_id, "StageName": desired.stage},
+                "remove the stage",
+                key="stage",
+            )
+        )
+    elif plan.steps and actual.stage:
+        plan.add(
+            Step(
+                SERVICE,
+                "create_deployment",
+                {"ApiId": api_id, "StageName": desired.stage},
+                "deploy the removal",
+                key="deployment",
+            )
+        )
+
+
+def _delete_created_routes(
+    plan: Plan,
+    actual: ActualApi,
+    resources: dict[str, str],
+    api_ref: Any,
+    *,
+    keep: set[str],
+    reason: str,
+) -> None:
+    """Delete the routes (with their route responses) and integrations this layer created,
+    except those for the route keys in ``keep``."""
+    for key, route in sorted(actual.routes.items()):
+        if key in keep or resources.get(f"route:{key}") != route["RouteId"]:
             continue
         for response in actual.route_responses.get(route["RouteId"], []):
-            plan.add(
-                Step(
-                    SERVICE,
-                    "delete_route_response",
-                    {
-                        "ApiId": api_ref,
-                        "RouteId": route["RouteId"],
-                        "RouteResponseId": response["RouteResponseId"],
-                    },
-                    f"route {key} was removed",
-                    key=f"route_response:{key}",
-                )
-            )
+            plan.add(_delete_response(api_ref, route["RouteId"], response, key, f"{key} {reason}"))
         plan.add(
             Step(
                 SERVICE,
                 "delete_route",
                 {"ApiId": api_ref, "RouteId": route["RouteId"]},
-                f"route {key} was removed",
+                f"route {key} {reason}",
                 key=f"route:{key}",
             ),
             "no longer in the records",
         )
     for rkey, integration_id in sorted(resources.items()):
-        if not rkey.startswith("integration:") or rkey.split(":", 1)[1] in wanted:
+        route_key = rkey.split(":", 1)[1] if rkey.startswith("integration:") else None
+        if route_key is None or route_key in keep or integration_id not in actual.integrations:
             continue
-        if integration_id in actual.integrations:
-            plan.add(
-                Step(
-                    SERVICE,
-                    "delete_integration",
-                    {"ApiId": api_ref, "IntegrationId": integration_id},
-                    f"route {rkey.split(':', 1)[1]} was removed",
-                    key=rkey,
-                ),
-                "no longer in the records",
-            )
+        plan.add(
+            Step(
+                SERVICE,
+                "delete_integration",
+                {"ApiId": api_ref, "IntegrationId": integration_id},
+                f"route {route_key} {reason}",
+                key=rkey,
+            ),
+            "no longer in the records",
+        )
+
+
+def _delete_response(
+    api_ref: Any, route_id: Any, response: dict[str, Any], key: str, reason: str
+) -> Step:
+    return Step(
+        SERVICE,
+        "delete_route_response",
+        {"ApiId": api_ref, "RouteId": route_id, "RouteResponseId": response["RouteResponseId"]},
+        reason,
+        key=f"route_response:{key}",
+    )

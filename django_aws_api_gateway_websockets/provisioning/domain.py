@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from .api import not_found
 from .desired import DESCRIPTION_PREFIX, ENDPOINT_TYPE, SECURITY_POLICY, DesiredApi, DesiredDomain
-from .plan import Plan, Ref, Step
+from .plan import Difference, Plan, Ref, Step
 
 ALIAS_TYPES = ("A", "AAAA")
 VALIDATION_TTL = 300
@@ -176,27 +176,19 @@ def plan_domain(
             has = actual.validation_record
             if not (known and has and fqdn(has["Name"]) == fqdn(known["Name"])):
                 plan.add(
-                    Step(
-                        "route53",
-                        "change_resource_record_sets",
-                        {
-                            "HostedZoneId": zone,
-                            "ChangeBatch": {
-                                "Comment": f"{DESCRIPTION_PREFIX}: validate {name}",
-                                "Changes": [
-                                    {
-                                        "Action": "UPSERT",
-                                        "ResourceRecordSet": {
-                                            "Name": Ref("validation_name"),
-                                            "Type": Ref("validation_type"),
-                                            "TTL": VALIDATION_TTL,
-                                            "ResourceRecords": [{"Value": Ref("validation_value")}],
-                                        },
-                                    }
-                                ],
-                            },
-                        },
-                        "certificate validation record",
+                    _change_records(
+                        zone,
+                        "UPSERT",
+                        [
+                            {
+                                "Name": Ref("validation_name"),
+                                "Type": Ref("validation_type"),
+                                "TTL": VALIDATION_TTL,
+                                "ResourceRecords": [{"Value": Ref("validation_value")}],
+                            }
+                        ],
+                        comment=f"validate {name}",
+                        reason="certificate validation record",
                         key="validation_record",
                     ),
                     "certificate not validated",
@@ -243,7 +235,7 @@ def plan_domain(
         config = actual.domain.get("DomainNameConfigurations", [{}])[0]
         if config.get("CertificateArn") not in (None, arn) and arn:
             plan.differences.append(
-                _difference("domain", f"uses certificate {config.get('CertificateArn')}")
+                Difference("domain", f"uses certificate {config.get('CertificateArn')}")
             )
 
     mapped = [m for m in actual.mappings if _mapping_matches(m, api_ref, desired)]
@@ -281,32 +273,18 @@ def plan_domain(
         for t in ALIAS_TYPES
     )
     if not aligned:
+        alias = {
+            "HostedZoneId": Ref("domain_zone"),
+            "DNSName": Ref("domain_target"),
+            "EvaluateTargetHealth": False,
+        }
         plan.add(
-            Step(
-                "route53",
-                "change_resource_record_sets",
-                {
-                    "HostedZoneId": zone,
-                    "ChangeBatch": {
-                        "Comment": f"{DESCRIPTION_PREFIX}: alias {name}",
-                        "Changes": [
-                            {
-                                "Action": "UPSERT",
-                                "ResourceRecordSet": {
-                                    "Name": name,
-                                    "Type": rtype,
-                                    "AliasTarget": {
-                                        "HostedZoneId": Ref("domain_zone"),
-                                        "DNSName": Ref("domain_target"),
-                                        "EvaluateTargetHealth": False,
-                                    },
-                                },
-                            }
-                            for rtype in ALIAS_TYPES
-                        ],
-                    },
-                },
-                f"alias {name} to the API Gateway domain",
+            _change_records(
+                zone,
+                "UPSERT",
+                [{"Name": name, "Type": rtype, "AliasTarget": alias} for rtype in ALIAS_TYPES],
+                comment=f"alias {name}",
+                reason=f"alias {name} to the API Gateway domain",
                 key="alias_records",
             ),
             "DNS alias missing or pointing elsewhere",
@@ -367,22 +345,30 @@ def plan_domain_teardown(
 
 def _delete_records(zone: str, records: list[dict[str, Any]], key: str) -> Step:
     # A DELETE must repeat the record set exactly as it is.
+    return _change_records(
+        zone, "DELETE", records, comment="teardown", reason="remove DNS records", key=key
+    )
+
+
+def _change_records(
+    zone: str,
+    action: str,
+    records: list[dict[str, Any]],
+    *,
+    comment: str,
+    reason: str,
+    key: str,
+) -> Step:
     return Step(
         "route53",
         "change_resource_record_sets",
         {
             "HostedZoneId": zone,
             "ChangeBatch": {
-                "Comment": f"{DESCRIPTION_PREFIX}: teardown",
-                "Changes": [{"Action": "DELETE", "ResourceRecordSet": r} for r in records],
+                "Comment": f"{DESCRIPTION_PREFIX}: {comment}",
+                "Changes": [{"Action": action, "ResourceRecordSet": r} for r in records],
             },
         },
-        "remove DNS records",
+        reason,
         key=key,
     )
-
-
-def _difference(resource: str, message: str) -> Any:
-    from .plan import Difference
-
-    return Difference(resource, message)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ..conf import ws_settings
 from ..models import ApiGateway, ApiGatewayAdditionalRoute
 from . import clients
-from .api import SERVICE, plan_api, read_api
+from .api import SERVICE, plan_api, plan_api_teardown, read_api
 from .clients import ClientFactory
 from .desired import DesiredApi, desired_api
 from .domain import plan_domain, plan_domain_teardown, read_domain
@@ -176,10 +176,7 @@ class Provisioner:
         actual = read_api(self.client(SERVICE), api_id, _all_two_way(desired))
         if actual.api is None:
             return plan
-        if self.resources.get("api") == api_id:
-            plan.add(Step(SERVICE, "delete_api", {"ApiId": api_id}, "remove the API", key="api"))
-            return plan
-        _plan_adopted_teardown(plan, desired, actual, self.resources, api_id)
+        plan_api_teardown(plan, desired, actual, self.resources, api_id)
         return plan
 
     # -- one step ------------------------------------------------------------------------------
@@ -373,66 +370,3 @@ def _all_two_way(desired: DesiredApi) -> DesiredApi:
     from dataclasses import replace
 
     return replace(desired, routes=tuple(replace(r, two_way=True) for r in desired.routes))
-
-
-def _plan_adopted_teardown(
-    plan: Plan, desired: DesiredApi, actual: Any, resources: dict[str, str], api_id: str
-) -> None:
-    """On an API this layer did not create, remove only the parts it added, then redeploy."""
-    for route_key, route in sorted(actual.routes.items()):
-        if resources.get(f"route:{route_key}") != route["RouteId"]:
-            continue
-        for response in actual.route_responses.get(route["RouteId"], []):
-            plan.add(
-                Step(
-                    SERVICE,
-                    "delete_route_response",
-                    {
-                        "ApiId": api_id,
-                        "RouteId": route["RouteId"],
-                        "RouteResponseId": response["RouteResponseId"],
-                    },
-                    f"remove {route_key}'s route response",
-                    key=f"route_response:{route_key}",
-                )
-            )
-        plan.add(
-            Step(
-                SERVICE,
-                "delete_route",
-                {"ApiId": api_id, "RouteId": route["RouteId"]},
-                f"remove route {route_key}",
-                key=f"route:{route_key}",
-            )
-        )
-    for key, value in sorted(resources.items()):
-        if key.startswith("integration:") and value in actual.integrations:
-            plan.add(
-                Step(
-                    SERVICE,
-                    "delete_integration",
-                    {"ApiId": api_id, "IntegrationId": value},
-                    f"remove the integration for {key.split(':', 1)[1]}",
-                    key=key,
-                )
-            )
-    if resources.get("stage") and actual.stage:
-        plan.add(
-            Step(
-                SERVICE,
-                "delete_stage",
-                {"ApiId": api_id, "StageName": desired.stage},
-                "remove the stage",
-                key="stage",
-            )
-        )
-    elif plan.steps and actual.stage:
-        plan.add(
-            Step(
-                SERVICE,
-                "create_deployment",
-                {"ApiId": api_id, "StageName": desired.stage},
-                "deploy the removal",
-                key="deployment",
-            )
-        )
