@@ -501,3 +501,21 @@ def test_a_failed_domain_step_is_resumed_without_duplicates(plane, record, zone_
     assert types["A"] == types["AAAA"] == 1 and types["CNAME"] <= 1
     plane.reset()
     assert provisioner(plane, record).apply().in_sync
+
+
+def test_a_dns_alias_removed_behind_the_layers_back_is_drift(plane, record, zone_id):
+    with_domain(record, zone_id)
+    provisioner(plane, record).apply()
+    record.refresh_from_db()
+    a_record = record_sets(plane, zone_id)[("ws.example.com.", "A")]
+    plane.raw("route53").change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": a_record}]},
+    )
+    drift = [str(d) for d in provisioner(plane, record).drift()]
+    assert drift == ["alias_records: DNS alias missing or pointing elsewhere"]
+    plane.reset()
+    provisioner(plane, record).apply()
+    assert plane.mutating() == ["ChangeResourceRecordSets"]
+    assert ("ws.example.com.", "A") in record_sets(plane, zone_id)
+    assert provisioner(plane, record).drift() == []
