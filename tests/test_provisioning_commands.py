@@ -60,6 +60,19 @@ def test_apply_command_reports_progress_then_the_url(plane, record):
     assert "AWS matches the records" in command("plan_websocket_api", record.api_id)
 
 
+def test_verbose_commands_print_every_aws_call_reads_included(plane, record):
+    command("apply_websocket_api", "chat")
+    out = StringIO()
+    call_command("check_websocket_api", "chat", verbosity=2, stdout=out)
+    traced = [line.strip() for line in out.getvalue().splitlines() if "AWS call:" in line]
+    assert traced[:3] == [
+        "AWS call: apigatewayv2.GetApi",
+        "AWS call: apigatewayv2.GetIntegrations",
+        "AWS call: apigatewayv2.GetRoutes",
+    ]
+    assert "AWS call: apigatewayv2.GetStage" in traced
+
+
 def test_apply_command_fails_with_the_aws_message(plane, record):
     plane.fail_at = 2
     with pytest.raises(CommandError, match="CreateRoute: InternalFailure: injected failure"):

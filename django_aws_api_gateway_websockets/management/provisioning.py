@@ -39,7 +39,13 @@ class GatewayCommand(BaseCommand):
             ApiGateway.objects.filter(pk=gateway.pk).update(api_id=api_id)
 
     def provisioner(self, gateway: ApiGateway) -> Provisioner:
-        return Provisioner(gateway, progress=self.stdout.write)
+        """Progress lines for every change; with ``-v 2``, a line for every read as well."""
+        trace = self.stdout.write if self.verbosity >= 2 else None
+        return Provisioner(gateway, progress=self.stdout.write, trace=trace)
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.verbosity = options.get("verbosity", 1)
+        return super().execute(*args, **options)
 
     def run(self, action: Any) -> Any:
         """Call the layer, turning its failures into a non-zero exit with the AWS message."""

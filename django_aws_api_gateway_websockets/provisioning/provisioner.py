@@ -60,12 +60,15 @@ class Provisioner:
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        trace: Progress | None = None,
     ) -> None:
         self.gateway = gateway
         # Looked up at call time so one place (clients.make_client) decides for every caller.
         self.client_factory = client_factory or clients.make_client
         self.progress = progress or (lambda line: None)
         self.sleep = sleep
+        #: Called with ``service.Operation`` before every AWS call, reads included.
+        self.trace = trace
         self._clients: dict[str, Any] = {}
         self.refs: dict[str, Any] = {}
 
@@ -73,7 +76,14 @@ class Provisioner:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self.client_factory(service, self.gateway.region)
+            client = self.client_factory(service, self.gateway.region)
+            if self.trace:
+                trace = self.trace
+                client.meta.events.register(
+                    f"before-call.{client.meta.service_model.service_name}",
+                    lambda model, **kwargs: trace(f"  AWS call: {service}.{model.name}"),
+                )
+            self._clients[service] = client
         return self._clients[service]
 
     @property
