@@ -519,3 +519,25 @@ def test_a_dns_alias_removed_behind_the_layers_back_is_drift(plane, record, zone
     assert plane.mutating() == ["ChangeResourceRecordSets"]
     assert ("ws.example.com.", "A") in record_sets(plane, zone_id)
     assert provisioner(plane, record).drift() == []
+
+
+def test_teardown_of_an_adopted_api_deletes_the_stage_it_created(plane, record):
+    client = plane.raw("apigatewayv2", REGION)
+    api = client.create_api(
+        Name="chat", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )
+    record.api_id = api["ApiId"]
+    record.save()
+    provisioner(plane, record).apply()
+    assert "CreateStage" in plane.mutating()
+    plane.reset()
+    provisioner(plane, record).teardown()
+    assert Counter(plane.mutating()) == Counter(
+        {"DeleteRouteResponse": 1, "DeleteRoute": 3, "DeleteIntegration": 3, "DeleteStage": 1}
+    )
+    assert client.get_api(ApiId=api["ApiId"])["Name"] == "chat"  # the API itself stays
+    assert client.get_routes(ApiId=api["ApiId"])["Items"] == []
+    assert client.get_stages(ApiId=api["ApiId"])["Items"] == []
+    record.refresh_from_db()
+    assert record.aws_resources == {}
+    assert record.provisioning_status == ApiGateway.ProvisioningStatus.NOT_PROVISIONED
