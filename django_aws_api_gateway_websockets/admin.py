@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
+from .conf import ws_settings
 from .models import (
     ApiGateway,
     ApiGatewayAdditionalRoute,
@@ -15,6 +19,7 @@ from .models import (
     WebSocketSession,
     WebSocketToken,
 )
+from .provisioning import Provisioner, ProvisioningError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -47,15 +52,17 @@ class ApiGatewayAdmin(admin.ModelAdmin):
     list_filter = ["provisioning_status", "region", "stage"]
     search_fields = ["name", "api_id", "custom_domain_name", "target_base_endpoint"]
     readonly_fields = [
-        "api_endpoint",
-        "deployment_id",
+        "websocket_url",
         "provisioning_status",
         "provisioning_error",
         "provisioned_at",
+        "api_endpoint",
+        "deployment_id",
         "created_at",
         "updated_at",
     ]
     inlines = [AdditionalRouteInline]
+    actions = ["show_plan", "apply_plan", "check_drift", "tear_down"]
     fieldsets = [
         (None, {"fields": ["name", "description", "target_base_endpoint", "default_channel_name"]}),
         (_("AWS"), {"fields": ["api_id", "region", "stage", "route_selection_expression"]}),
@@ -72,6 +79,88 @@ class ApiGatewayAdmin(admin.ModelAdmin):
         ),
         (_("Provisioning"), {"fields": readonly_fields}),
     ]
+
+    @admin.display(description=_("WebSocket URL"))
+    def websocket_url(self, obj: ApiGateway) -> str:
+        return obj.websocket_url or "-"
+
+    # Provisioning actions: the same layer as the commands; AWS errors become messages.
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[ApiGateway], action: Any) -> None:
+        for gateway in queryset:
+            try:
+                level, text = action(Provisioner(gateway))
+            except ProvisioningError as exc:
+                level, text = messages.ERROR, str(exc)
+            self.message_user(request, f"{gateway.name}: {text}", level)
+
+    @admin.action(description=_("Show the AWS provisioning plan"), permissions=["view"])
+    def show_plan(self, request: HttpRequest, queryset: QuerySet[ApiGateway]) -> None:
+        def show(provisioner: Provisioner) -> tuple[int, str]:
+            plan = provisioner.plan()
+            if plan.in_sync:
+                return messages.SUCCESS, str(_("AWS matches the records: nothing to do."))
+            lines = plan.describe(tuple(ws_settings.gateway_secrets)) + plan.notes
+            return messages.INFO, "; ".join(lines)
+
+        self._each(request, queryset, show)
+
+    @admin.action(
+        description=_("Apply: create or update the AWS resources"), permissions=["change"]
+    )
+    def apply_plan(self, request: HttpRequest, queryset: QuerySet[ApiGateway]) -> None:
+        def apply(provisioner: Provisioner) -> tuple[int, str]:
+            plan = provisioner.apply()
+            count = len(plan.mutating_steps)
+            url = provisioner.gateway.websocket_url
+            return messages.SUCCESS, str(_("provisioned (%(count)d change(s)): %(url)s")) % {
+                "count": count,
+                "url": url,
+            }
+
+        self._each(request, queryset, apply)
+
+    @admin.action(
+        description=_("Check for drift between AWS and the records"), permissions=["view"]
+    )
+    def check_drift(self, request: HttpRequest, queryset: QuerySet[ApiGateway]) -> None:
+        def check(provisioner: Provisioner) -> tuple[int, str]:
+            differences = provisioner.drift()
+            if not differences:
+                return messages.SUCCESS, str(_("AWS matches the records."))
+            return messages.WARNING, str(_("AWS differs: ")) + "; ".join(map(str, differences))
+
+        self._each(request, queryset, check)
+
+    @admin.action(description=_("Tear down the AWS resources"), permissions=["change"])
+    def tear_down(self, request: HttpRequest, queryset: QuerySet[ApiGateway]) -> Any:
+        if request.POST.get("confirmed") != "yes":
+            plans = []
+            for gateway in queryset:
+                try:
+                    plan = Provisioner(gateway).teardown_plan()
+                    lines = plan.describe(tuple(ws_settings.gateway_secrets))
+                except ProvisioningError as exc:
+                    lines = [str(exc)]
+                plans.append((gateway, lines))
+            context = {
+                **self.admin_site.each_context(request),
+                "title": _("Tear down AWS resources?"),
+                "plans": plans,
+                "queryset": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/django_aws_api_gateway_websockets/teardown.html", context
+            )
+
+        def teardown(provisioner: Provisioner) -> tuple[int, str]:
+            provisioner.teardown()
+            return messages.SUCCESS, str(_("torn down."))
+
+        self._each(request, queryset, teardown)
+        return None
 
 
 @admin.register(ApiGatewayAdditionalRoute)

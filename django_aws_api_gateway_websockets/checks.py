@@ -61,6 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     errors += _check_transport(user)
+    errors += _check_endpoint_urls(user.get("AWS_ENDPOINT_URLS", {}))
     allow = user.get("ALLOW_UNAUTHENTICATED_GATEWAY")
     if allow is not None and not isinstance(allow, bool):
         errors.append(
@@ -155,6 +156,32 @@ def _check_transport(user: dict[str, Any]) -> list[Error]:
         errors.append(
             Error(f"{SETTINGS_NAME}['TASK_BACKEND'] must be a backend alias.", id="dagw.E015")
         )
+    return errors
+
+
+def _check_endpoint_urls(value: Any) -> list[Error]:
+    """Each entry maps a boto3 service name to an absolute http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    name = f"{SETTINGS_NAME}['AWS_ENDPOINT_URLS']"
+    if not isinstance(value, dict):
+        return [Error(f"{name} must be a dict of service name to URL.", id="dagw.E021")]
+    errors = []
+    for service, url in value.items():
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if not (
+            isinstance(service, str)
+            and parts is not None
+            and parts.scheme in ("http", "https")
+            and parts.hostname
+        ):
+            errors.append(
+                Error(
+                    f"{name}[{service!r}] must be an http:// or https:// URL with a host.",
+                    hint='For example {"apigatewayv2": "http://127.0.0.1:4510"}.',
+                    id="dagw.E021",
+                )
+            )
     return errors
 
 

@@ -76,6 +76,15 @@ DEFAULTS: dict[str, Any] = {
     # Background broadcasts: the django.tasks backend alias and recipients per task.
     "TASK_BACKEND": "default",
     "TASK_BATCH_SIZE": 5000,
+    # Provisioning: an endpoint URL per boto3 service name ("apigatewayv2", "acm", "route53"),
+    # e.g. moto or the local gateway's control plane; services not listed go to AWS.
+    "AWS_ENDPOINT_URLS": {},
+    # Provisioning: a run that has not written progress for this long (seconds) is presumed dead
+    # and its claim on the record may be taken over.
+    "PROVISIONING_LOCK_SECONDS": 900,
+    # Provisioning: how long to wait for ACM to issue a certificate (seconds), and how often to ask.
+    "CERTIFICATE_WAIT_SECONDS": 1800,
+    "CERTIFICATE_POLL_SECONDS": 15,
 }
 
 #: Keys whose defaults are integers or floats (seconds or counts); all must be >= 0.
@@ -96,6 +105,9 @@ NUMERIC_KEYS = (
     "PENDING_DELIVERY_TIMEOUT",
     "TASK_BATCH_SIZE",
     "TRUSTED_PROXY_COUNT",
+    "PROVISIONING_LOCK_SECONDS",
+    "CERTIFICATE_WAIT_SECONDS",
+    "CERTIFICATE_POLL_SECONDS",
 )
 
 #: Keys that must be strictly positive (a zero window or lifetime makes no sense).
@@ -105,6 +117,8 @@ POSITIVE_KEYS = (
     "CONNECT_WINDOW",
     "SEND_CHUNK_SIZE",
     "TASK_BATCH_SIZE",
+    "PROVISIONING_LOCK_SECONDS",
+    "CERTIFICATE_POLL_SECONDS",
 )
 
 

@@ -128,6 +128,15 @@ class ApiGateway(models.Model):
     )
     provisioning_error = models.TextField(_("provisioning error"), blank=True, editable=False)
     provisioned_at = models.DateTimeField(_("provisioned at"), null=True, editable=False)
+    aws_resources = models.JSONField(
+        _("AWS resources"),
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Ids of what provisioning created, by resource (teardown removes exactly these)."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

@@ -14,6 +14,20 @@ from tests.management_api import ManagementApiServer
 
 
 @pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch, tmp_path_factory) -> None:
+    """No test may read the developer's AWS credentials or config, or reach AWS by accident."""
+    empty = tmp_path_factory.getbasetemp() / "no-aws-config"
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True)
 def _fresh_gateway_cache() -> Iterator[None]:
     gateway_cache.clear()
     yield
@@ -59,6 +73,36 @@ def local(server) -> Iterator[ManagementApiServer]:
     """The local gateway transport pointed at the fake server (short back-off)."""
     with transport(endpoint_url=server.url, base_backoff=0.005):
         yield server
+
+
+@pytest.fixture
+def plane(monkeypatch):
+    """moto (plus Stubber for what moto lacks) as the AWS control plane; every client the
+    provisioning layer makes, including the commands' and the admin's, is one of its clients."""
+    import moto.settings
+    from moto import mock_aws
+
+    from django_aws_api_gateway_websockets.provisioning import clients
+    from tests.aws_control_plane import ControlPlane
+    from tests.helpers import ws_settings
+
+    # moto issues a certificate once this many seconds have passed (read at import time).
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
+    with mock_aws(), ws_settings(CERTIFICATE_POLL_SECONDS=0):
+        control_plane = ControlPlane()
+        monkeypatch.setattr(clients, "make_client", control_plane.factory)
+        yield control_plane
+
+
+@pytest.fixture
+def record(db) -> ApiGateway:
+    """An ApiGateway record not yet provisioned."""
+    return ApiGateway.objects.create(
+        name="chat",
+        region="eu-west-1",
+        stage="production",
+        target_base_endpoint="https://www.example.com/ws/",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

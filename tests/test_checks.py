@@ -345,3 +345,24 @@ def test_valid_transport_settings_pass():
         AWS_API_GATEWAY_WEBSOCKETS={**settings.AWS_API_GATEWAY_WEBSOCKETS, **valid}
     ):
         assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://127.0.0.1:4510",
+        {"apigatewayv2": "127.0.0.1:4510"},
+        {"apigatewayv2": "ftp://host"},
+        {"acm": 5},
+        {"route53": "http://"},
+    ],
+)
+def test_e016_malformed_endpoint_urls(value):
+    with _with(AWS_ENDPOINT_URLS=value):
+        assert "dagw.E021" in _ids(checks.check_settings())
+
+
+def test_e016_not_for_endpoint_urls_of_moto_or_the_local_gateway():
+    urls = {"apigatewayv2": "http://127.0.0.1:4510", "acm": "https://acm.internal"}
+    with _with(AWS_ENDPOINT_URLS=urls):
+        assert checks.check_settings() == []
