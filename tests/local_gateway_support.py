@@ -247,7 +247,7 @@ def management_client(gateway: Any, api: Api, stage: str = "production", **confi
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config),
     )
 
 
