@@ -582,7 +582,9 @@ def run(args: argparse.Namespace) -> int:
     if posts_per_second < TARGET_POSTS_PER_SECOND:
         missed.append("Management API throughput")
 
-    def ok(good: bool) -> str:
+    def ok(good: bool, checked: bool = True) -> str:
+        if not checked:
+            return "not checked (short run)"
         return "met" if good else "**missed**"
 
     rows = [
@@ -590,7 +592,7 @@ def run(args: argparse.Namespace) -> int:
             "Concurrent idle connections held",
             f"{connected:,} of {connections:,}",
             f"≥ {TARGET_CONNECTIONS:,}",
-            ok(connected >= TARGET_CONNECTIONS),
+            ok(connected >= TARGET_CONNECTIONS, connections >= TARGET_CONNECTIONS),
         ),
         (
             "Gateway memory per idle connection",
@@ -604,7 +606,7 @@ def run(args: argparse.Namespace) -> int:
             "Management API POSTs delivered (package transport → live sockets)",
             f"{posts_per_second:,.0f}/s ({posts['received']:,} frames in {posts['wall']:.2f} s)",
             f"≥ {TARGET_POSTS_PER_SECOND:,.0f}/s",
-            ok(posts_per_second >= TARGET_POSTS_PER_SECOND),
+            ok(posts_per_second >= TARGET_POSTS_PER_SECOND, not quick),
         ),
         (
             "CPU per POST: sender (transport) / gateway / receiving clients",

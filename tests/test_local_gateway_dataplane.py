@@ -501,3 +501,22 @@ def test_a_failing_backend_does_not_affect_other_connections(lgw, backend):
             assert ws_fine.recv(timeout=5) == "pong"
         assert time.monotonic() - start < 1.5
         assert json.loads(ws_broken.recv(timeout=5))["message"] == "Internal server error"
+
+
+def test_client_leaving_during_connect_gets_disconnect_and_nothing_breaks(lgw, backend):
+    backend.replies["/connect"] = Reply(delay=0.4)
+    api = build_api(lgw.store, backend.url)
+    sock = socket.create_connection(("127.0.0.1", lgw.port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /{api.api_id}/production HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    time.sleep(0.1)
+    sock.close()
+    backend.wait_for(lambda rs: any(r.path == "/disconnect" for r in rs))
+    with connect(ws_url(lgw, api)) as ws:
+        ws.send("{}")
+    backend.wait_for(lambda rs: len([r for r in rs if r.path == "/disconnect"]) == 2)

@@ -197,9 +197,13 @@ class DataPlane:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for connection in list(self.connections.values()):
-            if connection.ws is not None and not connection.ws.closed:
-                await connection.ws.close(code=GOING_AWAY, message=b"Going away")
+        closing = [
+            self.close(connection, GOING_AWAY, "Going away")
+            for connection in list(self.connections.values())
+        ]
+        if closing:  # all at once: a client that never answers the close costs its timeout once
+            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=3)
+        await asyncio.sleep(0)  # let the read loops end and spawn their $disconnect
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
 
@@ -269,6 +273,13 @@ class DataPlane:
         )
         try:
             await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            # The client left while $connect ran: the backend accepted it, so, as for any
+            # established connection that closes, $disconnect follows.
+            self.connections.pop(connection.connection_id, None)
+            if not self.config.drop_disconnect:
+                self.spawn(self._disconnect(connection))
+            return ws
         except BaseException:
             self.connections.pop(connection.connection_id, None)
             raise
