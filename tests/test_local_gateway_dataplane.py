@@ -520,3 +520,18 @@ def test_client_leaving_during_connect_gets_disconnect_and_nothing_breaks(lgw, b
     with connect(ws_url(lgw, api)) as ws:
         ws.send("{}")
     backend.wait_for(lambda rs: len([r for r in rs if r.path == "/disconnect"]) == 2)
+
+
+def test_unenforced_authorizer_is_logged_once(lgw, backend, caplog):
+    api = build_api(lgw.store, backend.url)
+    route = next(r for r in api.routes.values() if r.route_key == contract.CONNECT)
+    route.authorization_type = "AWS_IAM"
+    route.api_key_required = True
+    redeploy(lgw.store, api)
+    with caplog.at_level("WARNING", logger="django_aws_api_gateway_websockets.local_gateway"):
+        for _ in range(2):
+            with connect(ws_url(lgw, api)):
+                pass
+    warnings = [r.getMessage() for r in caplog.records if "does not enforce" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "AuthorizationType AWS_IAM and ApiKeyRequired" in warnings[0]

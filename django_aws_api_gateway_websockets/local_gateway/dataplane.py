@@ -187,7 +187,7 @@ class DataPlane:
         self.connections: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.http_port = 0
+        self._warned: set[tuple[str, str]] = set()
 
     # lifecycle
 
@@ -309,6 +309,7 @@ class DataPlane:
         route = deployed.snapshot.routes.get(contract.CONNECT)
         if route is None:
             return ""
+        self._warn_unenforced(connection.api_id, route)
         request_id = ids.new_request_id()
         try:
             response = await self._invoke(
@@ -329,6 +330,23 @@ class DataPlane:
         if proxy and not 200 <= response.status < 300:
             return web.Response(status=response.status)
         return response.headers.get("Sec-WebSocket-Protocol", "").split(",")[0].strip()
+
+    def _warn_unenforced(self, api_id: str, route: Route) -> None:
+        """Authorizers and API keys are not enforced locally: say so once per API, since AWS
+        would refuse connections that this gateway accepts."""
+        unenforced = []
+        if route.authorization_type and route.authorization_type.upper() != "NONE":
+            unenforced.append(f"AuthorizationType {route.authorization_type}")
+        if route.api_key_required:
+            unenforced.append("ApiKeyRequired")
+        if unenforced and (api_id, route.route_id) not in self._warned:
+            self._warned.add((api_id, route.route_id))
+            logger.warning(
+                "API %s: $connect has %s, which the local gateway does not enforce; AWS would "
+                "refuse connections that are accepted here.",
+                api_id,
+                " and ".join(unenforced),
+            )
 
     async def _read(self, connection: Connection, ws: web.WebSocketResponse) -> None:
         while True:
