@@ -535,3 +535,12 @@ def test_unenforced_authorizer_is_logged_once(lgw, backend, caplog):
     warnings = [r.getMessage() for r in caplog.records if "does not enforce" in r.getMessage()]
     assert len(warnings) == 1
     assert "AuthorizationType AWS_IAM and ApiKeyRequired" in warnings[0]
+
+
+def test_connect_query_string_reaches_the_backend_as_the_client_encoded_it(lgw, backend):
+    api = build_api(lgw.store, backend.url)
+    raw_query = "ws_token=a%2Bb%26c%3D&channel=caf%C3%A9&empty="
+    with connect(ws_url(lgw, api, query=raw_query)):
+        pass
+    request = backend.wait_for(lambda rs: any(r.path == "/connect" for r in rs))[0]
+    assert request.query == raw_query

@@ -246,13 +246,16 @@ class DataPlane:
         if not web.WebSocketResponse().can_prepare(request).ok:
             return web.json_response({"message": "Bad Request"}, status=400)
         headers = request.headers
-        source_ip = (request.transport.get_extra_info("peername") or ("127.0.0.1",))[0]
+        transport = request.transport
+        if transport is None:  # the client already left
+            return web.Response(status=400)
+        source_ip = (transport.get_extra_info("peername") or ("127.0.0.1",))[0]
         connection = Connection(
             api_id=api_id,
             stage=stage,
             source_ip=source_ip,
             user_agent=headers.get("User-Agent", ""),
-            forwarded_for=headers.get("X-Forwarded-For", ""),
+            forwarded_for=", ".join(headers.getall("X-Forwarded-For", ())),
             domain_name=headers.get("Host", ""),
         )
         self.connections[connection.connection_id] = connection
@@ -319,7 +322,7 @@ class DataPlane:
                 request_id,
                 body="",
                 client_headers=list(request.headers.items()),
-                query=request.query_string,
+                query=request.rel_url.raw_query_string,  # as the client encoded it
                 query_pairs=list(request.query.items()),
             )
         except IntegrationFailure as failure:
