@@ -544,3 +544,14 @@ def test_connect_query_string_reaches_the_backend_as_the_client_encoded_it(lgw, 
         pass
     request = backend.wait_for(lambda rs: any(r.path == "/connect" for r in rs))[0]
     assert request.query == raw_query
+
+
+def test_stopping_the_gateway_closes_1001_and_calls_disconnect(backend):
+    lgw = GatewayThread(GatewayConfig()).start()
+    api = build_api(lgw.store, backend.url)
+    with connect(ws_url(lgw, api)) as ws:
+        ws.send("{}")
+        backend.wait_for(lambda rs: any(r.path == "/default" for r in rs))
+        lgw.stop()
+        assert closed_code(ws) == 1001
+    backend.wait_for(lambda rs: any(r.path == "/disconnect" for r in rs))
