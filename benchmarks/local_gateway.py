@@ -530,6 +530,7 @@ def run(args: argparse.Namespace) -> int:
     latency_messages = args.latency_messages or (200 if quick else 2_000)
     rounds = args.post_rounds or (5 if quick else 10)
 
+    load_before = os.getloadavg()[0]
     children: list[Child] = []
     try:
         django_child = Child("--serve-django")
@@ -646,7 +647,9 @@ def run(args: argparse.Namespace) -> int:
         f"# Local gateway benchmark{' (quick)' if quick else ''}",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}",
+        f"{os.cpu_count()} CPUs, {platform.machine()}; load average before / after the run: "
+        f"{load_before:.2f} / {os.getloadavg()[0]:.2f} (other work on the machine lowers the "
+        "POST rate: read it with the CPU per POST)",
         "",
         "| measure | result | target | |",
         "|---|---|---|---|",
