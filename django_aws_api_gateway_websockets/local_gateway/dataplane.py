@@ -228,6 +228,7 @@ class DataPlane:
                     now - connection.last_active >= config.idle_timeout
                     or now - connection.connected_at >= config.max_duration
                 ):
+                    connection.state = CLOSING  # closed once, and no more posts to it
                     self.spawn(self.close(connection, GOING_AWAY, "Going away"))
 
     async def close(self, connection: Connection, code: int, reason: str) -> None:
