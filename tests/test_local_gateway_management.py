@@ -20,6 +20,7 @@ from django_aws_api_gateway_websockets.local_gateway.config import GatewayConfig
 from django_aws_api_gateway_websockets.local_gateway.server import GatewayThread
 from tests.local_gateway_support import (
     RecordingBackend,
+    Reply,
     build_api,
     connection_id_of,
     management_client,
@@ -302,3 +303,50 @@ def test_last_active_moves_with_traffic_in_either_direction(lgw, backend):
         assert (
             third["ConnectedAt"] == client.get_connection(ConnectionId=connection_id)["ConnectedAt"]
         )
+
+
+def test_broadcast_to_many_connections_and_their_messages_in_order(lgw, backend):
+    """100 clients each send 20 numbered messages (two-way echo) while the package transport
+    broadcasts to all of them: nothing lost, each connection's replies in order."""
+    import asyncio
+
+    from websockets.asyncio.client import connect as aconnect
+
+    from django_aws_api_gateway_websockets.transports import POST, Outcome, Target
+    from django_aws_api_gateway_websockets.transports.aws import LocalGatewayTransport
+
+    backend.replies["/default"] = lambda r: Reply(body=r.body)
+    api = build_api(lgw.store, backend.url, routes=("$default",), two_way=("$default",))
+    endpoint = f"{lgw.http_url}/{api.api_id}/production"
+    clients, messages = 100, 20
+
+    async def main() -> None:
+        sockets = [await aconnect(ws_url(lgw, api)) for _ in range(clients)]
+        ids = [
+            c.connection_id
+            for c in lgw.gateway.data_plane.connections.values()
+            if c.api_id == api.api_id
+        ]
+        assert len(ids) == clients
+
+        async def talk(number: int, ws) -> list[str]:
+            for seq in range(messages):
+                await ws.send(json.dumps({"n": number, "seq": seq}))
+            got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(messages + 1)]
+            await ws.close()
+            return got
+
+        transport = LocalGatewayTransport(endpoint_url=endpoint)
+        broadcast = asyncio.to_thread(
+            transport.call, POST, Target(endpoint, "us-east-1"), ids, b"everyone"
+        )
+        results, *replies = await asyncio.gather(
+            broadcast, *(talk(n, ws) for n, ws in enumerate(sockets))
+        )
+        assert all(r.outcome is Outcome.OK for r in results) and len(results) == clients
+        for number, got in enumerate(replies):
+            assert got.count("everyone") == 1
+            echoed = [json.loads(m) for m in got if m != "everyone"]
+            assert echoed == [{"n": number, "seq": seq} for seq in range(messages)]
+
+    asyncio.run(main())
