@@ -350,3 +350,25 @@ def test_broadcast_to_many_connections_and_their_messages_in_order(lgw, backend)
             assert echoed == [{"n": number, "seq": seq} for seq in range(messages)]
 
     asyncio.run(main())
+
+
+def test_the_aiohttp_route_answers_like_the_fast_path(lgw, backend):
+    """Requests the fast path hands over (execute-api host names, very large bodies) get the
+    same answers."""
+    api = build_api(lgw.store, backend.url)
+    host = {"Host": f"{api.api_id}.execute-api.localhost:{lgw.port}"}
+    with connect(ws_url(lgw, api), user_agent_header="UA/2") as ws:
+        connection_id = connection_id_of(backend)
+        path = f"/production/@connections/{connection_id}"
+        status, headers, body = raw(lgw, "GET", path, headers=host)
+        assert status == 200 and json.loads(body)["identity"]["userAgent"] == "UA/2"
+        status, headers, _ = raw(lgw, "POST", path, b"x" * 250_000, headers=host)
+        assert (status, headers["x-amzn-errortype"]) == (413, "PayloadTooLargeException")
+        status, headers, _ = raw(lgw, "PATCH", path, headers=host)
+        assert (status, headers["x-amzn-errortype"]) == (403, "ForbiddenException")
+        status, _, _ = raw(lgw, "DELETE", path, headers=host)
+        assert status == 204
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        status, headers, body = raw(lgw, "GET", path, headers=host)
+        assert (status, headers["x-amzn-errortype"], body) == (410, "GoneException", b"")
