@@ -1,4 +1,4 @@
-"""Identifiers in the shapes AWS uses, so code that validates them locally accepts them in AWS too."""
+"""Identifiers in the shapes AWS uses: code that validates them locally accepts them in AWS too."""
 
 from __future__ import annotations
 
@@ -34,5 +34,5 @@ def new_connection_id() -> str:
 
 
 def new_request_id() -> str:
-    """A request id in the form API Gateway reports in ``context.requestId`` (``Ab1cDE2fIAMF3xg=``)."""
+    """A request id in the form of ``context.requestId`` (``Ab1cDE2fIAMF3xg=``)."""
     return base64.b64encode(secrets.token_bytes(11)).decode("ascii")
