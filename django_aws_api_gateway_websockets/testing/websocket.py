@@ -81,6 +81,8 @@ class WebSocketTestClient:
         """Open the socket; :class:`HandshakeRejected` if the gateway answers the upgrade with
         an HTTP status (``$connect`` refused the connection)."""
         try:
+            # Entered at once: websockets 17 wants a context manager, older versions return the
+            # connection, which is its own context manager; both give the open connection.
             self.connection = connect(
                 self.url,
                 additional_headers=self.headers,
@@ -89,7 +91,7 @@ class WebSocketTestClient:
                 open_timeout=self.open_timeout,
                 compression=None,
                 max_size=None,
-            )
+            ).__enter__()
         except InvalidStatus as exc:
             raise HandshakeRejected(exc.response.status_code, exc.response.body or b"") from None
         return self
@@ -135,6 +137,8 @@ class WebSocketTestClient:
             message = connection.recv(timeout=timeout)
         except ConnectionClosed as exc:
             self.closed = _close_code(exc)
+        except TimeoutError:
+            raise AssertionError(f"The connection did not close within {timeout} s.") from None
         else:
             raise AssertionError(f"Expected the connection to close, got {message!r}")
         if code is not None and self.closed[0] != code:
@@ -232,6 +236,8 @@ class AsyncWebSocketTestClient:
             message = await asyncio.wait_for(self._open().recv(), timeout)
         except ConnectionClosed as exc:
             self.closed = _close_code(exc)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"The connection did not close within {timeout} s.") from None
         else:
             raise AssertionError(f"Expected the connection to close, got {message!r}")
         if code is not None and self.closed[0] != code:
