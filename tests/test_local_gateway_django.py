@@ -1,269 +1,124 @@
-"""The Django side of the local gateway: LOCAL_GATEWAY_URL, its checks, the loader and the
-``run_local_gateway`` command, against a running gateway."""
+"""End to end: a browser-like `websockets` client, the local gateway, a real Django server (the
+package's `WebSocketView` with tokens and sessions), and the package sending back through the
+gateway's Management API with its own transport."""
 
 from __future__ import annotations
 
-import io
-import threading
-from collections.abc import Iterator
+import json
+import time
+from urllib.parse import urlencode
 
-import boto3
 import pytest
-from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import LiveServerTestCase
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
-from django_aws_api_gateway_websockets import checks, endpoints
-from django_aws_api_gateway_websockets.gateways import gateway_cache
+from django_aws_api_gateway_websockets import contract
 from django_aws_api_gateway_websockets.local_gateway.config import GatewayConfig
 from django_aws_api_gateway_websockets.local_gateway.server import GatewayThread
-from django_aws_api_gateway_websockets.local_gateway_loader import (
-    backend_endpoint,
-    load_gateway,
-    load_gateways,
-)
-from django_aws_api_gateway_websockets.management.commands import run_local_gateway
-from django_aws_api_gateway_websockets.models import ApiGateway, ApiGatewayAdditionalRoute
-from django_aws_api_gateway_websockets.provisioning.clients import endpoint_url, make_client
-from django_aws_api_gateway_websockets.transports import get_transport, transport_path
-from django_aws_api_gateway_websockets.transports.aws import (
-    LocalGatewayTransport,
-    ManagementApiTransport,
-)
-from tests.settings import GATEWAY_SECRET
-
-LOCAL = "http://127.0.0.1:4510"
+from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession
+from django_aws_api_gateway_websockets.tokens import mint_token
+from tests.helpers import LOCAL_TRANSPORT, transport, ws_settings
+from tests.local_gateway_support import build_api, management_client, ws_url
 
 
-def configured(**values):
-    return override_settings(
-        AWS_API_GATEWAY_WEBSOCKETS={"GATEWAY_SECRETS": [GATEWAY_SECRET], **values}
-    )
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[GatewayThread]:
-    with GatewayThread(GatewayConfig()) as thread:
-        yield thread
-
-
-@pytest.fixture
-def record(db) -> ApiGateway:
-    return ApiGateway.objects.create(
-        name="chat",
-        api_id="aws0api001",
-        region="eu-west-1",
-        stage="production",
-        target_base_endpoint="https://www.example.com/ws/",
-        custom_domain_name="ws.example.com",
-        aws_resources={"api": "aws0api001", "route:$connect": "awsrout"},
-        deployment_id="awsdep",
-        provisioning_status=ApiGateway.ProvisioningStatus.PROVISIONED,
-    )
-
-
-# -- LOCAL_GATEWAY_URL: the local gateway by settings only ----------------------------------
-
-
-@pytest.mark.django_db
-def test_unset_means_aws_for_everything(record):
-    assert endpoints.local_gateway_url() == ""
-    assert record.websocket_url == "wss://ws.example.com"
-    assert gateway_cache.target(record.pk).endpoint_url == "https://ws.example.com"
-    assert transport_path().endswith("ManagementApiTransport")
-    assert endpoint_url("apigatewayv2") is None
-
-
-@pytest.mark.django_db
-def test_set_points_transport_provisioning_and_browsers_at_the_gateway(record):
-    with configured(LOCAL_GATEWAY_URL=LOCAL + "/"):
-        assert record.websocket_url == "ws://127.0.0.1:4510/aws0api001/production"
-        target = gateway_cache.target(record.pk)
-        assert target.endpoint_url == f"{LOCAL}/aws0api001/production"
-        assert target.region == "eu-west-1"
-        transport = get_transport()
-        assert isinstance(transport, LocalGatewayTransport)
-        assert transport.target_for(target) == target  # each API keeps its own URL
-        client = make_client("apigatewayv2", "eu-west-1")
-        assert client.meta.endpoint_url == LOCAL
-        assert client._request_signer._credentials.access_key == "local"
-        assert endpoint_url("acm") is None  # the gateway has no ACM
-    # The record itself never changed; unset again, AWS again.
-    record.refresh_from_db()
-    assert record.api_id == "aws0api001" and record.custom_domain_name == "ws.example.com"
-    assert gateway_cache.target(record.pk).endpoint_url == "https://ws.example.com"
-    assert type(get_transport()) is ManagementApiTransport
-
-
-def test_a_custom_transport_is_kept():
-    path = "django_aws_api_gateway_websockets.transports.outbox.OutboxTransport"
-    with configured(LOCAL_GATEWAY_URL=LOCAL, TRANSPORT=path):
-        assert transport_path() == path
-
-
-def test_websocket_url_uses_wss_for_an_https_gateway(record):
-    with configured(LOCAL_GATEWAY_URL="https://gw.test:8443"):
-        assert record.websocket_url == "wss://gw.test:8443/aws0api001/production"
-    record.api_id = None
-    with configured(LOCAL_GATEWAY_URL=LOCAL):
-        assert record.websocket_url == ""
-
-
-# -- checks ---------------------------------------------------------------------------------
-
-
-def ids(messages) -> list[str]:
-    return [m.id for m in messages]
-
-
-@pytest.mark.parametrize(
-    "value", ["127.0.0.1:4510", "ws://127.0.0.1:4510", "http://", 4510, "http://h/?x=1"]
-)
-def test_e020_malformed_local_gateway_url(value):
-    with configured(LOCAL_GATEWAY_URL=value):
-        assert "dagw.E020" in ids(checks.check_settings())
-
-
-def test_valid_local_gateway_url_passes():
-    with configured(LOCAL_GATEWAY_URL=LOCAL, AWS_ENDPOINT_URLS={"apigatewayv2": LOCAL + "/"}):
-        assert ids(checks.check_settings()) == []
-        assert ids(checks.check_local_gateway_host()) == []
-
-
-def test_e022_conflicting_control_plane_urls():
-    with configured(LOCAL_GATEWAY_URL=LOCAL, AWS_ENDPOINT_URLS={"apigatewayv2": "http://x:1"}):
-        assert ids(checks.check_settings()) == ["dagw.E022"]
-
-
-def test_e023_one_endpoint_for_every_gateway():
-    with configured(LOCAL_GATEWAY_URL=LOCAL, TRANSPORT_OPTIONS={"endpoint_url": "http://x:1"}):
-        assert ids(checks.check_settings()) == ["dagw.E023"]
-
-
-def test_w020_deploy_check_and_w021_remote_host():
-    with configured(LOCAL_GATEWAY_URL=LOCAL):
-        assert ids(checks.check_local_gateway_in_production()) == ["dagw.W020"]
-    with configured(LOCAL_GATEWAY_URL="http://10.0.0.5:4510"):
-        assert ids(checks.check_local_gateway_host()) == ["dagw.W021"]
-    with configured():
-        assert checks.check_local_gateway_in_production() == []
-        assert checks.check_local_gateway_host() == []
-
-
-# -- the loader -------------------------------------------------------------------------------
-
-
-def test_backend_endpoint_keeps_the_path():
-    assert backend_endpoint("https://www.example.com/ws/", "http://127.0.0.1:8000") == (
-        "http://127.0.0.1:8000/ws/"
-    )
-    assert backend_endpoint("https://www.example.com/ws/", None) == "https://www.example.com/ws/"
-
-
-@pytest.mark.django_db
-def test_loading_keeps_the_api_id_and_leaves_the_record_alone(running, record):
-    ApiGatewayAdditionalRoute.objects.create(gateway=record, route_key="shout", two_way=True)
-    before = ApiGateway.objects.values().get(pk=record.pk)
-    routes_before = list(ApiGatewayAdditionalRoute.objects.values())
-    lines: list[str] = []
-    (loaded,) = load_gateways(
-        running.control_url, backend_url="http://127.0.0.1:8000", progress=lines.append
-    )
-    assert loaded.ok and loaded.api_id == "aws0api001" and not loaded.assigned_id
-    assert loaded.websocket_url == f"{running.ws_url}/aws0api001/production"
-    assert loaded.management_url == f"{running.http_url}/aws0api001/production"
-    assert any("create_route" in call for call in loaded.calls)
-    assert lines and "aws0api001" in lines[-1]
-    assert ApiGateway.objects.values().get(pk=record.pk) == before
-    assert list(ApiGatewayAdditionalRoute.objects.values()) == routes_before
-
-    served = running.store.deployed("aws0api001", "production")
-    assert set(served.snapshot.routes) == {"$connect", "$disconnect", "$default", "shout"}
-    uris = {i.integration_uri for i in served.snapshot.integrations.values()}
-    assert "http://127.0.0.1:8000/ws/connect" in uris and "http://127.0.0.1:8000/ws/shout" in uris
-
-    # Loading again replaces the API (same id), e.g. after the records changed.
-    ApiGatewayAdditionalRoute.objects.filter(route_key="shout").delete()
-    again = load_gateway(record, running.control_url)
-    assert again.ok and again.api_id == "aws0api001"
-    served = running.store.deployed("aws0api001", "production")
-    assert set(served.snapshot.routes) == {"$connect", "$disconnect", "$default"}
-    assert "https://www.example.com/ws/connect" in {
-        i.integration_uri for i in served.snapshot.integrations.values()
-    }
-
-
-@pytest.mark.django_db
-def test_a_record_without_an_id_gets_the_local_one(running):
-    record = ApiGateway.objects.create(name="new", target_base_endpoint="http://127.0.0.1:8000/ws/")
-    loaded = load_gateway(record, running.control_url)
-    assert loaded.ok and loaded.assigned_id
-    record.refresh_from_db()
-    assert record.api_id == loaded.api_id and record.aws_resources == {"api": loaded.api_id}
-    assert record.provisioning_status == ApiGateway.ProvisioningStatus.NOT_PROVISIONED
-    assert running.store.deployed(loaded.api_id, "production") is not None
-
-
-@pytest.mark.django_db
-def test_a_record_the_gateway_refuses_is_reported_not_raised(running):
-    record = ApiGateway.objects.create(
-        name="bad",
-        api_id="bad0api001",
-        target_base_endpoint="http://127.0.0.1:8000/ws/",
-        route_selection_expression="action",
-    )
-    loaded = load_gateway(record, running.control_url)
-    assert not loaded.ok and "RouteSelectionExpression" in loaded.error
-    record.refresh_from_db()
-    assert record.provisioning_status == ApiGateway.ProvisioningStatus.NOT_PROVISIONED
-    assert "bad0api001" not in running.store.apis
-
-
-# -- run_local_gateway ------------------------------------------------------------------------
-
-
-@pytest.mark.django_db(transaction=True)
-def test_run_local_gateway_starts_loads_prints_and_stops(monkeypatch, record):
-    seen: dict[str, object] = {}
-
-    def serve(self):
-        url = self.stdout._out.getvalue().split("control plane ")[1].split()[0]
-        client = boto3.client(
-            "apigatewayv2",
-            endpoint_url=url,
-            region_name="eu-west-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
+class LocalGatewayDjangoTests(LiveServerTestCase):
+    def setUp(self) -> None:
+        self.gw = GatewayThread(GatewayConfig(integration_timeout=10)).start()
+        self.addCleanup(self.gw.stop)
+        self.api = build_api(
+            self.gw.store,
+            self.live_server_url,
+            uri_base=self.live_server_url + "/ws",
+            two_way=(contract.DEFAULT,),
+            request_parameters=contract.integration_request_parameters(settings.GATEWAY_SECRET),
         )
-        seen["apis"] = [a["ApiId"] for a in client.get_apis()["Items"]]
-        seen["threads"] = [t.name for t in threading.enumerate()]
-        raise KeyboardInterrupt  # Ctrl-C
+        self.gateway = ApiGateway.objects.create(
+            name="local",
+            api_id=self.api.api_id,
+            region="us-east-1",
+            stage="production",
+            target_base_endpoint=self.live_server_url + "/ws/",
+            default_channel_name="lobby",
+        )
+        self.user = get_user_model().objects.create_user(username="alice", password="pw")
+        self.endpoint = f"{self.gw.http_url}/{self.api.api_id}/production"
 
-    monkeypatch.setattr(run_local_gateway.Command, "wait", serve)
-    out = io.StringIO()
-    call_command(
-        "run_local_gateway",
-        "--port=0",
-        "--idle-timeout=5",
-        "--backend-url=http://127.0.0.1:8000",
-        stdout=out,
-    )
-    text = out.getvalue()
-    assert seen["apis"] == ["aws0api001"]
-    assert "dagw-local-gateway" in seen["threads"]
-    assert text.startswith("Local API Gateway: WebSocket ws://127.0.0.1:")
-    assert "Loading 1 ApiGateway record(s)..." in text
-    assert "chat: ws://127.0.0.1:" in text
-    assert "LOCAL_GATEWAY_URL" in text  # not set in these settings: says how
-    assert text.rstrip().endswith("Local API Gateway stopped.")
-    after = [t.name for t in threading.enumerate()]
-    assert after.count("dagw-local-gateway") == seen["threads"].count("dagw-local-gateway") - 1
+    def url(self, **query: str) -> str:
+        return ws_url(self.gw, self.api, query=urlencode(query))
 
+    def wait_for(self, predicate, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            time.sleep(0.02)
 
-@pytest.mark.django_db
-def test_run_local_gateway_refuses_bad_options(record):
-    with pytest.raises(CommandError, match="Refusing to listen"):
-        call_command("run_local_gateway", "--host=0.0.0.0", "--port=0")
-    with pytest.raises(CommandError, match="No ApiGateway record named nope"):
-        call_command("run_local_gateway", "--port=0", "--gateway=nope")
-    with pytest.raises(CommandError, match="idle_timeout"):
-        call_command("run_local_gateway", "--port=0", "--idle-timeout=0")
+    def test_connect_message_send_and_disconnect(self):
+        token = mint_token(self.user).token
+        with connect(
+            self.url(ws_token=token, channel="general"),
+            additional_headers={"Origin": "http://localhost"},
+            user_agent_header="Mozilla/5.0 (e2e)",
+        ) as ws:
+            session = WebSocketSession.objects.get()
+            assert session.connected and session.channel_name == "general"
+            assert len(session.connection_id) == 16
+            assert session.user_agent == "Mozilla/5.0 (e2e)"
+
+            ws.send(json.dumps({"action": "whoami"}))
+            assert ws.recv(timeout=5) == "alice"
+
+            with transport(endpoint_url=self.endpoint):
+                WebSocketSession.objects.filter(channel_name="general").send_message(
+                    {"type": "news", "text": "hi"}
+                )
+            assert json.loads(ws.recv(timeout=5)) == {"type": "news", "text": "hi"}
+
+            client = management_client(self.gw, self.api)
+            info = client.get_connection(ConnectionId=session.connection_id)
+            assert info["Identity"]["UserAgent"] == "Mozilla/5.0 (e2e)"
+        self.wait_for(lambda: not WebSocketSession.objects.get().connected)
+
+    def test_a_refused_token_refuses_the_handshake_with_djangos_status(self):
+        with pytest.raises(InvalidStatus) as info:
+            connect(self.url(ws_token="not-a-token"))
+        assert 400 <= info.value.response.status_code < 500
+        assert not WebSocketSession.objects.filter(connected=True).exists()
+
+    def test_delete_connection_closes_and_django_sees_disconnect(self):
+        token = mint_token(self.user).token
+        with connect(self.url(ws_token=token)) as ws:
+            session = WebSocketSession.objects.get()
+            management_client(self.gw, self.api).delete_connection(
+                ConnectionId=session.connection_id
+            )
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+        self.wait_for(lambda: not WebSocketSession.objects.get().connected)
+
+    def test_sending_to_a_closed_connection_marks_it_gone(self):
+        token = mint_token(self.user).token
+        gw = GatewayThread(GatewayConfig(drop_disconnect=True)).start()
+        self.addCleanup(gw.stop)
+        api = build_api(
+            gw.store,
+            self.live_server_url,
+            uri_base=self.live_server_url + "/ws",
+            request_parameters=contract.integration_request_parameters(settings.GATEWAY_SECRET),
+        )
+        ApiGateway.objects.filter(pk=self.gateway.pk).update(api_id=api.api_id)
+        with connect(ws_url(gw, api, query=urlencode({"ws_token": token}))):
+            pass
+        session = WebSocketSession.objects.get()
+        assert session.connected  # $disconnect was dropped, as AWS may drop it
+        with ws_settings(
+            CONNECT_GRACE_SECONDS=0,
+            TRANSPORT=LOCAL_TRANSPORT,
+            TRANSPORT_OPTIONS={"endpoint_url": f"{gw.http_url}/{api.api_id}/production"},
+        ):
+            WebSocketSession.objects.filter(pk=session.pk).send_message({"x": 1})
+        session.refresh_from_db()
+        assert not session.connected

@@ -34,7 +34,7 @@ MAX_FRAME_BYTES = 32 * 1024
 MAX_MESSAGE_BYTES = contract.MAX_MESSAGE_BYTES
 GOING_AWAY = WSCloseCode.GOING_AWAY  # 1001: idle timeout and maximum duration, as users report
 
-CONNECTING, OPEN, CLOSED = 0, 1, 2
+CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
 
 
 class Connection:
@@ -52,6 +52,7 @@ class Connection:
         "source_ip",
         "stage",
         "state",
+        "transport",
         "user_agent",
         "worker",
         "ws",
@@ -78,6 +79,7 @@ class Connection:
         self.last_active = self.connected_at
         self.state = CONNECTING
         self.ws: web.WebSocketResponse | None = None
+        self.transport: asyncio.Transport | None = None
         self.pending: deque[str] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -105,7 +107,8 @@ class FrameGuard:
     """In front of aiohttp's WebSocket parser: refuses what API Gateway refuses, frame by frame.
 
     aiohttp only bounds whole messages; AWS also closes on any single data frame above 32 KB
-    (1009) and on binary frames (1003). This reads only the frame headers and skips payloads.
+    (1009) and on binary frames (1003), and RFC 6455 requires closing on an unmasked client frame
+    (1002), which aiohttp tolerates. This reads only the frame headers and skips payloads.
     """
 
     __slots__ = ("failed", "head", "parser", "queue", "skip")
@@ -158,6 +161,8 @@ class FrameGuard:
                 length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
             elif length == 127:
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if not buf[pos + 1] & 0x80:
+                return WSCloseCode.PROTOCOL_ERROR, "Client frames must be masked"
             if opcode == 0x2:
                 return WSCloseCode.UNSUPPORTED_DATA, "Binary frames are not supported"
             if opcode in (0x0, 0x1) and length > MAX_FRAME_BYTES:
@@ -198,7 +203,7 @@ class DataPlane:
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+    def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -218,7 +223,7 @@ class DataPlane:
                     now - connection.last_active >= config.idle_timeout
                     or now - connection.connected_at >= config.max_duration
                 ):
-                    self._spawn(self.close(connection, GOING_AWAY, "Going away"))
+                    self.spawn(self.close(connection, GOING_AWAY, "Going away"))
 
     async def close(self, connection: Connection, code: int, reason: str) -> None:
         """Close from the gateway's side (DeleteConnection, timeouts); ``$disconnect`` follows
@@ -271,6 +276,7 @@ class DataPlane:
         protocol = request.protocol
         protocol._payload_parser = FrameGuard(protocol._payload_parser, ws._reader)
         connection.ws = ws
+        connection.transport = request.transport  # type: ignore[assignment]
         connection.state = OPEN
         try:
             await self._read(connection, ws)
@@ -278,7 +284,7 @@ class DataPlane:
             connection.state = CLOSED
             self.connections.pop(connection.connection_id, None)
             if not self.config.drop_disconnect:
-                self._spawn(self._disconnect(connection))
+                self.spawn(self._disconnect(connection))
         return ws
 
     async def _connect(
@@ -333,7 +339,7 @@ class DataPlane:
             connection.pending = deque()
         connection.pending.append(text)
         if connection.worker is None:
-            connection.worker = self._spawn(self._drain(connection))
+            connection.worker = self.spawn(self._drain(connection))
 
     async def _drain(self, connection: Connection) -> None:
         pending = connection.pending
