@@ -267,3 +267,41 @@ def test_run_local_gateway_refuses_bad_options(record):
         call_command("run_local_gateway", "--port=0", "--gateway=nope")
     with pytest.raises(CommandError, match="idle_timeout"):
         call_command("run_local_gateway", "--port=0", "--idle-timeout=0")
+
+
+# -- provisioning commands and admin actions do not write local ids into records --------------
+
+
+@pytest.mark.django_db
+def test_writing_provisioning_commands_refuse_with_the_setting_and_plan_reads(running, record):
+    # The local gateway serves no custom domains: a plan that reads one is refused by it.
+    ApiGateway.objects.filter(pk=record.pk).update(custom_domain_name="")
+    load_gateways(running.control_url)
+    before = ApiGateway.objects.values().get(pk=record.pk)
+    with configured(LOCAL_GATEWAY_URL=running.http_url):
+        for command in (
+            "apply_websocket_api",
+            "teardown_websocket_api",
+            "rotate_websocket_secret",
+            "provision_websocket_domain",
+        ):
+            with pytest.raises(CommandError, match="run_local_gateway loads the records"):
+                call_command(command, "chat", stdout=io.StringIO())
+        out = io.StringIO()
+        call_command("plan_websocket_api", "chat", stdout=out)  # reads the local gateway
+        assert "nothing to do" in out.getvalue()
+    assert ApiGateway.objects.values().get(pk=record.pk) == before
+
+
+@pytest.mark.django_db
+def test_admin_apply_and_teardown_refuse_with_the_setting(admin_client, record):
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    url = reverse("admin:django_aws_api_gateway_websockets_apigateway_changelist")
+    with configured(LOCAL_GATEWAY_URL=LOCAL):
+        for action, extra in (("apply_plan", {}), ("tear_down", {"confirmed": "yes"})):
+            data = {"action": action, "_selected_action": [record.pk], **extra}
+            response = admin_client.post(url, data, follow=True)
+            shown = [str(m) for m in get_messages(response.wsgi_request)]
+            assert len(shown) == 1 and "LOCAL_GATEWAY_URL is set" in shown[0]
