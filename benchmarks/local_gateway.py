@@ -22,9 +22,12 @@ Parts:
    view directly (aiohttp client, keep-alive) and the same body as a WebSocket message through the
    gateway (``websockets`` client, two-way route), alternating in rounds; p50/p99 of each and of
    the difference;
-3. *Management API throughput*: the package's own ``LocalGatewayTransport`` posts one message to
-   every idle connection, ``--post-rounds`` times; the clients count the frames they receive, and
-   the rate is frames received / time from the first submit to the last frame;
+3. *Management API throughput*: the package's own ``LocalGatewayTransport`` (default options)
+   posts one message to every idle connection, ``--post-rounds`` broadcasts in flight together
+   (as concurrent requests of a site send them); the clients count the frames they receive, and
+   the rate is frames received / time from the first submit to the last frame counted. On a
+   2-core machine the three processes share both cores, so the figure drops when anything else
+   runs: the table shows the CPU each side spent per POST to read it against;
 4. *soak*: ``--soak-clients`` (1,000) ``websockets`` clients each send ``--soak-messages`` (100)
    numbered messages to ``echo``; every reply must come back, in order.
 
@@ -146,6 +149,8 @@ def serve_gateway(django_url: str, echo_url: str) -> int:
             elif command == "rss":
                 gc.collect()
                 answer = rss_kib()
+            elif command == "cpu":
+                answer = time.process_time()
             else:
                 answer = len(gateway.data_plane.connections)
             print(json.dumps(answer), flush=True)
@@ -249,6 +254,8 @@ def serve_clients() -> int:
                 answer: Any = connected
             elif command == "count":
                 answer = RawClient.counted
+            elif command == "cpu":
+                answer = time.process_time()
             else:
                 answer = None
             print(json.dumps(answer), flush=True)
@@ -404,7 +411,12 @@ def measure_latency(gateway: dict[str, Any], django_url: str, count: int) -> dic
 
 
 def measure_posts(
-    gateway: dict[str, Any], clients: Child, ids: list[str], rounds: int
+    gateway: dict[str, Any],
+    gateway_child: Child,
+    clients: Child,
+    ids: list[str],
+    rounds: int,
+    concurrency: int = 0,
 ) -> dict[str, float]:
     import django
     from django.conf import settings
@@ -416,9 +428,8 @@ def measure_posts(
     from django_aws_api_gateway_websockets.transports.aws import LocalGatewayTransport
 
     endpoint = f"{gateway['http']}/{gateway['apis']['idle']}/{STAGE}"
-    transport = LocalGatewayTransport(
-        endpoint_url=endpoint, max_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "256"))
-    )
+    options = {"max_concurrency": concurrency} if concurrency else {}
+    transport = LocalGatewayTransport(endpoint_url=endpoint, **options)
     target = Target(endpoint, REGION)
     payload = json.dumps({"type": "broadcast", "text": "hello"}).encode()
 
@@ -438,6 +449,7 @@ def measure_posts(
 
     broadcast()  # warm-up: fills the transport's connection pool
     before = clients.ask("count")
+    cpu = (time.process_time(), gateway_child.ask("cpu"), clients.ask("cpu"))
     expected = len(ids) * rounds
     start = time.perf_counter()
     ok = broadcasts(rounds)
@@ -447,7 +459,16 @@ def measure_posts(
         time.sleep(0.01)
         received = clients.ask("count") - before
     wall = time.perf_counter() - start
-    return {"posts": expected, "ok": ok, "received": received, "wall": wall}
+    per_post = 1e6 / max(1, expected)
+    return {
+        "posts": expected,
+        "ok": ok,
+        "received": received,
+        "wall": wall,
+        "cpu_sender": (time.process_time() - cpu[0]) * per_post,
+        "cpu_gateway": (gateway_child.ask("cpu") - cpu[1]) * per_post,
+        "cpu_clients": (clients.ask("cpu") - cpu[2]) * per_post,
+    }
 
 
 def measure_soak(gateway: dict[str, Any], clients_count: int, messages: int) -> dict[str, Any]:
@@ -534,7 +555,9 @@ def run(args: argparse.Namespace) -> int:
         kib_per_connection = (rss_after - rss_before) / max(1, connected)
 
         print("Management API throughput ...", file=sys.stderr, flush=True)
-        posts = measure_posts(gateway, clients, ids, rounds)
+        posts = measure_posts(
+            gateway, gateway_child, clients, ids, rounds, args.transport_concurrency
+        )
         posts_per_second = posts["received"] / posts["wall"]
 
         print("latency ...", file=sys.stderr, flush=True)
@@ -559,7 +582,9 @@ def run(args: argparse.Namespace) -> int:
     if posts_per_second < TARGET_POSTS_PER_SECOND:
         missed.append("Management API throughput")
 
-    def ok(good: bool) -> str:
+    def ok(good: bool, checked: bool = True) -> str:
+        if not checked:
+            return "not checked (short run)"
         return "met" if good else "**missed**"
 
     rows = [
@@ -567,7 +592,7 @@ def run(args: argparse.Namespace) -> int:
             "Concurrent idle connections held",
             f"{connected:,} of {connections:,}",
             f"≥ {TARGET_CONNECTIONS:,}",
-            ok(connected >= TARGET_CONNECTIONS),
+            ok(connected >= TARGET_CONNECTIONS, connections >= TARGET_CONNECTIONS),
         ),
         (
             "Gateway memory per idle connection",
@@ -581,7 +606,14 @@ def run(args: argparse.Namespace) -> int:
             "Management API POSTs delivered (package transport → live sockets)",
             f"{posts_per_second:,.0f}/s ({posts['received']:,} frames in {posts['wall']:.2f} s)",
             f"≥ {TARGET_POSTS_PER_SECOND:,.0f}/s",
-            ok(posts_per_second >= TARGET_POSTS_PER_SECOND),
+            ok(posts_per_second >= TARGET_POSTS_PER_SECOND, not quick),
+        ),
+        (
+            "CPU per POST: sender (transport) / gateway / receiving clients",
+            f"{posts['cpu_sender']:.0f} / {posts['cpu_gateway']:.0f} / "
+            f"{posts['cpu_clients']:.0f} µs",
+            "",
+            "",
         ),
         (
             "Message to trivial Django view, direct HTTP (p50 / p99)",
@@ -644,6 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-messages", type=int, default=0)
     parser.add_argument("--latency-messages", type=int, default=0)
     parser.add_argument("--post-rounds", type=int, default=0)
+    parser.add_argument(
+        "--transport-concurrency",
+        type=int,
+        default=0,
+        help="max_concurrency of the transport (default: the package default, 256)",
+    )
     parser.add_argument("--serve-gateway", nargs=2, metavar=("DJANGO_URL", "ECHO_URL"))
     parser.add_argument("--serve-clients", action="store_true")
     parser.add_argument("--serve-django", action="store_true")

@@ -17,7 +17,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
-from . import contract
+from . import contract, endpoints
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
@@ -45,8 +45,11 @@ class GatewayCache:
         self._by_api_id: dict[str, GatewayInfo] = {}
         self._by_pk: dict[int, GatewayInfo] = {}
         self._loaded_at = float("-inf")
+        self._local_url = ""
 
     def _stale(self) -> bool:
+        if self._local_url != endpoints.local_gateway_url():
+            return True  # LOCAL_GATEWAY_URL changed every gateway's Management API target
         return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
 
     def _load(self) -> None:
@@ -57,6 +60,7 @@ class GatewayCache:
             if not uri:
                 routes.setdefault(gateway_id, {}).setdefault(slug or key, set()).add(key)
         snapshot = {}
+        self._local_url = endpoints.local_gateway_url()
         for gateway in ApiGateway.objects.exclude(api_id=None).only(
             "pk",
             "api_id",
@@ -80,7 +84,7 @@ class GatewayCache:
                         if slug not in RESERVED_SLUGS
                     },
                 },
-                target=Target(gateway.management_endpoint_url, gateway.region),
+                target=Target(endpoints.management_url(gateway), gateway.region),
             )
         self._by_api_id = snapshot
         self._by_pk = {info.pk: info for info in snapshot.values()}

@@ -75,7 +75,7 @@ class RecordingBackend:
         recorded = Recorded(
             request.method,
             request.path,
-            request.query_string,
+            request.rel_url.raw_query_string,
             {k: v for k, v in request.headers.items()},
             body,
         )

@@ -501,3 +501,57 @@ def test_a_failing_backend_does_not_affect_other_connections(lgw, backend):
             assert ws_fine.recv(timeout=5) == "pong"
         assert time.monotonic() - start < 1.5
         assert json.loads(ws_broken.recv(timeout=5))["message"] == "Internal server error"
+
+
+def test_client_leaving_during_connect_gets_disconnect_and_nothing_breaks(lgw, backend):
+    backend.replies["/connect"] = Reply(delay=0.4)
+    api = build_api(lgw.store, backend.url)
+    sock = socket.create_connection(("127.0.0.1", lgw.port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /{api.api_id}/production HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    time.sleep(0.1)
+    sock.close()
+    backend.wait_for(lambda rs: any(r.path == "/disconnect" for r in rs))
+    with connect(ws_url(lgw, api)) as ws:
+        ws.send("{}")
+    backend.wait_for(lambda rs: len([r for r in rs if r.path == "/disconnect"]) == 2)
+
+
+def test_unenforced_authorizer_is_logged_once(lgw, backend, caplog):
+    api = build_api(lgw.store, backend.url)
+    route = next(r for r in api.routes.values() if r.route_key == contract.CONNECT)
+    route.authorization_type = "AWS_IAM"
+    route.api_key_required = True
+    redeploy(lgw.store, api)
+    with caplog.at_level("WARNING", logger="django_aws_api_gateway_websockets.local_gateway"):
+        for _ in range(2):
+            with connect(ws_url(lgw, api)):
+                pass
+    warnings = [r.getMessage() for r in caplog.records if "does not enforce" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "AuthorizationType AWS_IAM and ApiKeyRequired" in warnings[0]
+
+
+def test_connect_query_string_reaches_the_backend_as_the_client_encoded_it(lgw, backend):
+    api = build_api(lgw.store, backend.url)
+    raw_query = "ws_token=a%2Bb%26c%3D&channel=caf%C3%A9&empty="
+    with connect(ws_url(lgw, api, query=raw_query)):
+        pass
+    request = backend.wait_for(lambda rs: any(r.path == "/connect" for r in rs))[0]
+    assert request.query == raw_query
+
+
+def test_stopping_the_gateway_closes_1001_and_calls_disconnect(backend):
+    lgw = GatewayThread(GatewayConfig()).start()
+    api = build_api(lgw.store, backend.url)
+    with connect(ws_url(lgw, api)) as ws:
+        ws.send("{}")
+        backend.wait_for(lambda rs: any(r.path == "/default" for r in rs))
+        lgw.stop()
+        assert closed_code(ws) == 1001
+    backend.wait_for(lambda rs: any(r.path == "/disconnect" for r in rs))

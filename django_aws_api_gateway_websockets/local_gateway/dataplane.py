@@ -187,7 +187,7 @@ class DataPlane:
         self.connections: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.http_port = 0
+        self._warned: set[tuple[str, str]] = set()
 
     # lifecycle
 
@@ -197,9 +197,13 @@ class DataPlane:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for connection in list(self.connections.values()):
-            if connection.ws is not None and not connection.ws.closed:
-                await connection.ws.close(code=GOING_AWAY, message=b"Going away")
+        closing = [
+            self.close(connection, GOING_AWAY, "Going away")
+            for connection in list(self.connections.values())
+        ]
+        if closing:  # all at once: a client that never answers the close costs its timeout once
+            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=3)
+        await asyncio.sleep(0)  # let the read loops end and spawn their $disconnect
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
 
@@ -242,13 +246,16 @@ class DataPlane:
         if not web.WebSocketResponse().can_prepare(request).ok:
             return web.json_response({"message": "Bad Request"}, status=400)
         headers = request.headers
-        source_ip = (request.transport.get_extra_info("peername") or ("127.0.0.1",))[0]
+        transport = request.transport
+        if transport is None:  # the client already left
+            return web.Response(status=400)
+        source_ip = (transport.get_extra_info("peername") or ("127.0.0.1",))[0]
         connection = Connection(
             api_id=api_id,
             stage=stage,
             source_ip=source_ip,
             user_agent=headers.get("User-Agent", ""),
-            forwarded_for=headers.get("X-Forwarded-For", ""),
+            forwarded_for=", ".join(headers.getall("X-Forwarded-For", ())),
             domain_name=headers.get("Host", ""),
         )
         self.connections[connection.connection_id] = connection
@@ -269,6 +276,13 @@ class DataPlane:
         )
         try:
             await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            # The client left while $connect ran: the backend accepted it, so, as for any
+            # established connection that closes, $disconnect follows.
+            self.connections.pop(connection.connection_id, None)
+            if not self.config.drop_disconnect:
+                self.spawn(self._disconnect(connection))
+            return ws
         except BaseException:
             self.connections.pop(connection.connection_id, None)
             raise
@@ -298,6 +312,7 @@ class DataPlane:
         route = deployed.snapshot.routes.get(contract.CONNECT)
         if route is None:
             return ""
+        self._warn_unenforced(connection.api_id, route)
         request_id = ids.new_request_id()
         try:
             response = await self._invoke(
@@ -307,7 +322,7 @@ class DataPlane:
                 request_id,
                 body="",
                 client_headers=list(request.headers.items()),
-                query=request.query_string,
+                query=request.rel_url.raw_query_string,  # as the client encoded it
                 query_pairs=list(request.query.items()),
             )
         except IntegrationFailure as failure:
@@ -318,6 +333,23 @@ class DataPlane:
         if proxy and not 200 <= response.status < 300:
             return web.Response(status=response.status)
         return response.headers.get("Sec-WebSocket-Protocol", "").split(",")[0].strip()
+
+    def _warn_unenforced(self, api_id: str, route: Route) -> None:
+        """Authorizers and API keys are not enforced locally: say so once per API, since AWS
+        would refuse connections that this gateway accepts."""
+        unenforced = []
+        if route.authorization_type and route.authorization_type.upper() != "NONE":
+            unenforced.append(f"AuthorizationType {route.authorization_type}")
+        if route.api_key_required:
+            unenforced.append("ApiKeyRequired")
+        if unenforced and (api_id, route.route_id) not in self._warned:
+            self._warned.add((api_id, route.route_id))
+            logger.warning(
+                "API %s: $connect has %s, which the local gateway does not enforce; AWS would "
+                "refuse connections that are accepted here.",
+                api_id,
+                " and ".join(unenforced),
+            )
 
     async def _read(self, connection: Connection, ws: web.WebSocketResponse) -> None:
         while True:

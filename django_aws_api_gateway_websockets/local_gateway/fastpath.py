@@ -48,6 +48,12 @@ class _Date:
         return cls.value
 
 
+_STATUS_LINES = {
+    status: f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n".encode()
+    for status, reason in _REASONS.items()
+}
+
+
 def _response(
     loop: asyncio.AbstractEventLoop,
     status: int,
@@ -55,18 +61,18 @@ def _response(
     error_type: str = "",
     close: bool = False,
 ) -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        f"Date: {_Date.get(loop)}\r\n"
-        f"Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"x-amzn-RequestId: {ids.new_request_id()}\r\n"
-    )
+    head = [
+        _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Error\r\n".encode(),
+        f"Date: {_Date.get(loop)}\r\nContent-Length: {len(body)}\r\n"
+        f"x-amzn-RequestId: {ids.new_request_id()}\r\n".encode(),
+    ]
     if error_type:
-        head += f"x-amzn-ErrorType: {error_type}\r\n"
+        head.append(f"x-amzn-ErrorType: {error_type}\r\n".encode())
     if close:
-        head += "Connection: close\r\n"
-    return (head + "\r\n").encode("latin-1") + body
+        head.append(b"Connection: close\r\n")
+    head.append(b"\r\n")
+    head.append(body)
+    return b"".join(head)
 
 
 class Sniffer(asyncio.Protocol):
@@ -141,34 +147,36 @@ class Sniffer(asyncio.Protocol):
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             return 0 if len(buffer) < _MAX_HEAD else None
-        head = buffer[:end].decode("latin-1")
-        lines = head.split("\r\n")
-        request_line = lines[0].split(" ")
+        line_end = buffer.find(b"\r\n")
+        request_line = buffer[:line_end].decode("latin-1").split(" ")
         if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
             return None
         method, target, version = request_line
         parts = target.split("?", 1)[0].split("/")
         if len(parts) != 5 or parts[3] not in _CONNECTIONS:
             return None
-        length = 0
-        signed = "X-Amz-Signature=" in target
+        # Header names are case-insensitive: search the lower-cased block (C-speed finds rather
+        # than a loop over lines; each name is anchored on the preceding CRLF).
+        headers = buffer[line_end : end + 2].lower()
+        if b"\r\ntransfer-encoding:" in headers:
+            return None  # chunked: aiohttp's parser
+        host = _value(headers, b"\r\nhost:")
+        if host is not None and b".execute-api." in host:
+            return None
+        length_value = _value(headers, b"\r\ncontent-length:")
+        if length_value is None:
+            length = 0
+        elif length_value.isdigit():
+            length = int(length_value)
+        else:
+            return None
+        signed = b"\r\nauthorization:" in headers or "X-Amz-Signature=" in target
+        connection_value = _value(headers, b"\r\nconnection:")
         keep_alive = version == "HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                if not value.strip().isdigit():
-                    return None
-                length = int(value)
-            elif name == "transfer-encoding":
-                return None  # chunked: aiohttp's parser
-            elif name == "authorization":
-                signed = True
-            elif name == "connection":
-                token = value.strip().lower()
-                keep_alive = token == "keep-alive" or (keep_alive and token != "close")
-            elif name == "host" and ".execute-api." in value:
-                return None
+        if connection_value is not None:
+            keep_alive = connection_value == b"keep-alive" or (
+                keep_alive and connection_value != b"close"
+            )
         total = end + 4 + length
         if length > 200_000:
             return None  # aiohttp reads it bounded and answers 413
@@ -203,6 +211,15 @@ class Sniffer(asyncio.Protocol):
         except ManagementError as error:
             payload = b"" if error.message is None else _message(error.message)
             return _response(loop, error.status, payload, error.error_type, close)
+
+
+def _value(headers: bytes, name: bytes) -> bytes | None:
+    """The stripped value of header ``name`` (``b"\\r\\nname:"``) in a lower-cased block."""
+    start = headers.find(name)
+    if start < 0:
+        return None
+    start += len(name)
+    return headers[start : headers.find(b"\r\n", start)].strip()
 
 
 def _message(text: str) -> bytes:

@@ -116,6 +116,8 @@ class ManagementApi:
         ws = connection.ws
         if transport is None or ws is None or ws.closed or transport.is_closing():
             raise gone()
+        if getattr(ws, "_closing", False):  # a close frame went out: nothing may follow it
+            raise gone()
         if transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
             raise ManagementError(429, "LimitExceededException", "Client buffer is full")
         connection.last_active = time.time()
