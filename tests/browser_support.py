@@ -201,7 +201,7 @@ class DemoStack:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - our own server
+                with urllib.request.urlopen(url, timeout=5):
                     return
             except OSError:
                 if self.django is not None and self.django.proc.poll() is not None:

@@ -20,9 +20,7 @@ from django_aws_api_gateway_websockets.presence import channel_presence
 def broadcast_presence(room: str) -> None:
     presence = channel_presence(room)
     names = sorted(
-        get_user_model()
-        .objects.filter(pk__in=presence.user_ids)
-        .values_list("username", flat=True)
+        get_user_model().objects.filter(pk__in=presence.user_ids).values_list("username", flat=True)
     )
     WebSocketSession.objects.filter(channel_name=room, connected=True).send_message(
         {"type": "presence", "room": room, "users": names}

@@ -68,9 +68,7 @@ class ChatSocketView(WebSocketView):
             raise BadEvent(f"text must be 1 to {MAX_TEXT} characters.")
         room = self.websocket_session.channel_name
         line = ChatMessage.objects.create(room=room, user=request.user, text=text.strip())
-        report = WebSocketSession.objects.filter(channel_name=room).send_message(
-            line.as_message()
-        )
+        report = WebSocketSession.objects.filter(channel_name=room).send_message(line.as_message())
         return {"id": line.pk, "delivered": len(report.sent) + len(report.pending)}
 
     @websocket_handler
@@ -83,12 +81,9 @@ class ChatSocketView(WebSocketView):
     @websocket_handler
     def whoami(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         """Answer with a message to this connection only, through the Management API."""
-        self.websocket_session.send_message(
-            {
-                "type": "notice",
-                "text": f"You are {request.user.get_username()} in #{self.websocket_session.channel_name}.",
-            }
-        )
+        session = self.websocket_session
+        text = f"You are {request.user.get_username()} in #{session.channel_name}."
+        session.send_message({"type": "notice", "text": text})
 
     def default(self, request: HttpRequest, *args: Any, **kwargs: Any) -> dict[str, str]:
         return {"type": "notice", "text": "Unknown action."}

@@ -1,8 +1,7 @@
+from chat import views
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-
-from chat import views
 
 urlpatterns = [
     path("", views.room, name="room"),

@@ -6,7 +6,7 @@ import {
 
 const $ = (selector) => document.querySelector(selector);
 const client = new WebSocketClient(readConfig());
-window.chat = { client, received: [] }; // for the browser tests and the curious
+window.chat = { client, received: [], closes: [] }; // for the browser tests and the curious
 
 const stateBadge = $("#state");
 const refusalBox = $("#refusal");
@@ -55,6 +55,7 @@ client.addEventListener("statechange", ({ detail }) => {
   stateBadge.dataset.state = detail.state;
   refusalBox.hidden = detail.state !== "refused";
 });
+client.addEventListener("close", ({ detail }) => window.chat.closes.push(detail.code));
 client.addEventListener("refused", ({ detail }) => {
   refusalBox.textContent = `Not allowed in #${client.channel}: ${detail.reason} (${detail.status})`;
   refusalBox.hidden = false;
