@@ -17,7 +17,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
-from . import contract
+from . import contract, endpoints
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
@@ -80,7 +80,7 @@ class GatewayCache:
                         if slug not in RESERVED_SLUGS
                     },
                 },
-                target=Target(gateway.management_endpoint_url, gateway.region),
+                target=Target(endpoints.management_url(gateway), gateway.region),
             )
         self._by_api_id = snapshot
         self._by_pk = {info.pk: info for info in snapshot.values()}

@@ -178,10 +178,11 @@ class ApiGateway(models.Model):
     @property
     def websocket_url(self) -> str:
         """The ``wss://`` URL browsers connect to: the Management API's host and path (custom
-        domain when there is one), empty until the API has an id or a domain."""
-        if not (self.custom_domain_name or self.api_id):
-            return ""
-        return "wss://" + self.management_endpoint_url.removeprefix("https://")
+        domain when there is one), empty until the API has an id or a domain; the local
+        gateway's ``ws://`` URL when ``LOCAL_GATEWAY_URL`` is set."""
+        from .endpoints import websocket_url
+
+        return websocket_url(self)
 
 
 class ApiGatewayAdditionalRoute(models.Model):

@@ -797,7 +797,8 @@ def error_response(error: StoreError) -> web.Response:
 async def dispatch(request: web.Request) -> web.Response:
     store: GatewayStore = request.app[STORE_KEY]
     body = await request.read()
-    found = match(request.method, request.path)
+    # The raw path: a label may hold an encoded "/" (an ARN in /v2/tags/{resource-arn}).
+    found = match(request.method, request.raw_path.split("?", 1)[0])
     try:
         if found is None:
             raise NotFound(f"No {SERVICE} operation is {request.method} {request.path}")

@@ -124,10 +124,24 @@ def _transport(path: str, options_key: str) -> BaseTransport:
     return import_string(path)(**options)
 
 
+#: The default transport, replaced by :data:`LOCAL_TRANSPORT` when ``LOCAL_GATEWAY_URL`` is set.
+AWS_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.ManagementApiTransport"
+LOCAL_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
+
+
+def transport_path() -> str:
+    """``TRANSPORT``; with ``LOCAL_GATEWAY_URL`` set, the AWS transport becomes the local one
+    (same protocol, placeholder credentials), so only the setting changes between the two."""
+    path = ws_settings.TRANSPORT
+    if path == AWS_TRANSPORT and ws_settings.LOCAL_GATEWAY_URL:
+        return LOCAL_TRANSPORT
+    return path
+
+
 def get_transport() -> BaseTransport:
     """The configured transport (one instance per process, so connections are shared)."""
     options = ws_settings.TRANSPORT_OPTIONS or {}
-    return _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+    return _transport(transport_path(), repr(sorted(options.items())))
 
 
 @receiver(setting_changed)

@@ -475,10 +475,14 @@ class ManagementApiTransport(BaseTransport):
 
 
 class LocalGatewayTransport(ManagementApiTransport):
-    """The Management API of a local gateway at ``endpoint_url``, always signed with dummy
-    credentials (a local gateway checks that requests are signed, not who signed them)."""
+    """The Management API of a local gateway, always signed with dummy credentials (a local
+    gateway checks that requests are signed, not who signed them).
 
-    def __init__(self, *, endpoint_url: str, **options: Any) -> None:
+    Without ``endpoint_url`` each gateway's own URL is used (``LOCAL_GATEWAY_URL`` gives
+    ``<url>/<api_id>/<stage>``); with it, every call goes to that one base URL.
+    """
+
+    def __init__(self, *, endpoint_url: str | None = None, **options: Any) -> None:
         options.setdefault("max_rate", None)
         super().__init__(endpoint_url=endpoint_url, **options)
 

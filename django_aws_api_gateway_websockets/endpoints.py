@@ -1,0 +1,55 @@
+"""Where each gateway is reached: AWS by default, the local gateway when ``LOCAL_GATEWAY_URL``
+is set.
+
+The choice is made by settings only, never by editing ``ApiGateway`` records: a record that
+points at a real AWS API keeps its id, region and stage, and the local gateway serves the same
+API id at ``<LOCAL_GATEWAY_URL>/<api_id>/<stage>`` (its ``ApiEndpoint`` is
+``ws://host:port/<api_id>``, as AWS's is ``wss://<api_id>.execute-api.<region>.amazonaws.com``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .conf import ws_settings
+
+if TYPE_CHECKING:
+    from .models import ApiGateway
+
+#: Services the local gateway answers (its control plane).
+LOCAL_SERVICES = ("apigatewayv2",)
+
+
+def local_gateway_url() -> str:
+    """``LOCAL_GATEWAY_URL`` without a trailing slash; empty when AWS is used."""
+    value = ws_settings.LOCAL_GATEWAY_URL
+    return value.rstrip("/") if isinstance(value, str) else ""
+
+
+def management_url(gateway: ApiGateway) -> str:
+    """Base URL of the gateway's Management API (``/@connections/{id}`` is appended)."""
+    local = local_gateway_url()
+    if local:
+        return f"{local}/{gateway.api_id or ''}/{gateway.stage}"
+    return gateway.management_endpoint_url
+
+
+def websocket_url(gateway: ApiGateway) -> str:
+    """The URL browsers connect to; empty until the API has an id (or, in AWS, a domain)."""
+    local = local_gateway_url()
+    if local:
+        if not gateway.api_id:
+            return ""
+        parts = urlsplit(local)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path}/{gateway.api_id}/{gateway.stage}"
+    if not (gateway.custom_domain_name or gateway.api_id):
+        return ""
+    return "wss://" + gateway.management_endpoint_url.removeprefix("https://")
+
+
+def control_plane_url(service: str) -> str | None:
+    """The local gateway for the services it answers, when configured."""
+    local = local_gateway_url()
+    return local if local and service in LOCAL_SERVICES else None
