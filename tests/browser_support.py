@@ -247,9 +247,16 @@ def wait_state(page: Any, state: str, timeout: float = 30_000) -> None:
     page.wait_for_selector(f"#state[data-state={state}]", timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 30, message: str = "", page: Any = None
+) -> None:
+    """Poll ``predicate``; with ``page``, wait through Playwright so that its events (such as
+    ``page.on("websocket")``) are dispatched meanwhile (a plain sleep would starve them)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(message or "condition not met in time")
-        time.sleep(0.1)
+        if page is not None:
+            page.wait_for_timeout(100)
+        else:
+            time.sleep(0.1)

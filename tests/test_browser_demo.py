@@ -8,7 +8,6 @@ leg), and fail, never skip, when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -103,9 +102,9 @@ def _tokens(page: Any) -> list[str]:
     return [parse_qs(urlsplit(url).query)["ws_token"][0] for url in page.sockets]
 
 
-def _check(stack: DemoStack, condition: Any, message: str, timeout: float = 30) -> None:
+def _check(stack: DemoStack, page: Any, condition: Any, message: str, timeout: float = 30) -> None:
     try:
-        wait_until(condition, timeout, message)
+        wait_until(condition, timeout, message, page)
     except AssertionError:
         print(stack.logs())
         raise
@@ -121,19 +120,19 @@ def test_two_users_chat_and_see_each_other(browser, stack, pages):
     wait_state(bob, "open")
 
     for page in (alice, bob):
-        _check(stack, lambda p=page: _presence(p) == ["alice", "bob"], "presence lists both")
+        _check(stack, page, lambda p=page: _presence(p) == ["alice", "bob"], "presence lists both")
 
     _say(alice, "Hello Bob!")
-    _check(stack, lambda: "alice: Hello Bob!" in _lines(bob), "bob receives alice's line")
+    _check(stack, bob, lambda: "alice: Hello Bob!" in _lines(bob), "bob receives alice's line")
     _say(bob, "Hi Alice.")
-    _check(stack, lambda: "bob: Hi Alice." in _lines(alice), "alice receives bob's line")
+    _check(stack, alice, lambda: "bob: Hi Alice." in _lines(alice), "alice receives bob's line")
     # The sender sees its own line once (broadcast), not twice.
     assert _lines(alice).count("alice: Hello Bob!") == 1
 
     # A reply to the sender only: Bob does not see Alice's notice.
     alice.click("#whoami")
     alice.wait_for_selector("#messages li.notice:has-text('You are alice in #lobby.')")
-    time.sleep(0.5)
+    bob.wait_for_timeout(500)
     assert bob.locator("#messages li.notice").count() == 0
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +141,9 @@ def test_two_users_chat_and_see_each_other(browser, stack, pages):
     # Bob leaves: Alice's presence list follows.
     bob.context.close()
     pages.remove(bob)
-    _check(stack, lambda: _presence(alice) == ["alice"], "presence drops bob after he leaves")
+    _check(
+        stack, alice, lambda: _presence(alice) == ["alice"], "presence drops bob after he leaves"
+    )
 
 
 def test_switching_room_reconnects_with_a_new_token_and_sees_history(browser, stack, pages):
@@ -151,17 +152,17 @@ def test_switching_room_reconnects_with_a_new_token_and_sees_history(browser, st
     bob = _open(pages, browser, stack, "bob", room="random")
     wait_state(bob, "open")
     _say(bob, "Anyone in random?")
-    _check(stack, lambda: "bob: Anyone in random?" in _lines(bob), "bob sees his line")
+    _check(stack, bob, lambda: "bob: Anyone in random?" in _lines(bob), "bob sees his line")
 
     alice.click("a[data-room=random]")
-    _check(stack, lambda: len(alice.sockets) == 2, "a second socket for the new room")
+    _check(stack, alice, lambda: len(alice.sockets) == 2, "a second socket for the new room")
     wait_state(alice, "open")
     tokens = _tokens(alice)
     assert tokens[0] != tokens[1]
     assert "channel=random" in alice.sockets[1]
     # The history (a two-way reply to the sender only) shows what was said before.
-    _check(stack, lambda: "bob: Anyone in random?" in _lines(alice), "history reaches alice")
-    _check(stack, lambda: _presence(bob) == ["alice", "bob"], "bob sees alice arrive")
+    _check(stack, alice, lambda: "bob: Anyone in random?" in _lines(alice), "history reaches alice")
+    _check(stack, bob, lambda: _presence(bob) == ["alice", "bob"], "bob sees alice arrive")
 
 
 # Refusals ----------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def test_user_without_permission_is_refused_from_the_staff_room_and_told_why(bro
         "reason": "You may not join this channel.",
     }
     # A refusal that will not heal is not retried.
-    time.sleep(2)
+    alice.wait_for_timeout(2000)
     assert len(alice.sockets) == 1
 
     # Another room works again (new token, new connection).
@@ -203,13 +204,15 @@ def test_server_side_close_reconnects_with_a_new_token(browser, stack, pages):
         "from django_aws_api_gateway_websockets.models import WebSocketSession\n"
         "WebSocketSession.objects.filter(user__username='bob', connected=True).close()"
     )
-    _check(stack, lambda: len(bob.sockets) >= 2, "bob opens a new socket after DeleteConnection")
+    _check(
+        stack, bob, lambda: len(bob.sockets) >= 2, "bob opens a new socket after DeleteConnection"
+    )
     wait_state(bob, "open")
     tokens = _tokens(bob)
     assert len(set(tokens)) == len(tokens), "every connection used its own token"
 
     _say(alice, "Still there, Bob?")
-    _check(stack, lambda: "alice: Still there, Bob?" in _lines(bob), "bob receives after")
+    _check(stack, bob, lambda: "alice: Still there, Bob?" in _lines(bob), "bob receives after")
 
 
 def test_gateway_stop_and_restart_is_recovered_without_losing_queued_messages(
@@ -234,6 +237,7 @@ def test_gateway_stop_and_restart_is_recovered_without_losing_queued_messages(
     wanted = [f"queued {number}" for number in range(3)]
     _check(
         stack,
+        bob,
         lambda: [t for t in _received_texts(bob) if t.startswith("queued")] == wanted,
         "bob receives the queued lines in order",
         timeout=60,
@@ -257,16 +261,17 @@ def test_short_idle_timeout_and_max_duration_lose_no_message(browser, short_stac
     wait_state(bob, "open")
 
     # Quiet for longer than the idle timeout: the keep-alive holds the connection.
-    time.sleep(4)
+    alice.wait_for_timeout(4000)
     assert alice.evaluate("window.chat.client.state") == "open"
 
     # Then a steady conversation across several connection replacements on both sides.
     sent = [f"line {number:02d}" for number in range(40)]
     for text in sent:
         alice.evaluate("text => window.chat.client.send({action: 'chat', text})", text)
-        time.sleep(0.3)
+        alice.wait_for_timeout(300)
     _check(
         short_stack,
+        bob,
         lambda: [t for t in _received_texts(bob) if t.startswith("line")] == sent,
         "bob receives every line once, in order",
     )
