@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext_lazy
+
 from .conf import ws_settings
 
 if TYPE_CHECKING:
@@ -47,6 +49,14 @@ def websocket_url(gateway: ApiGateway) -> str:
     if not (gateway.custom_domain_name or gateway.api_id):
         return ""
     return "wss://" + gateway.management_endpoint_url.removeprefix("https://")
+
+
+#: Why commands and admin actions that write provisioning results refuse with the setting.
+LOCAL_WRITES_REFUSED = gettext_lazy(
+    "LOCAL_GATEWAY_URL is set: this would write the local gateway's ids into the ApiGateway "
+    "records. manage.py run_local_gateway loads the records into the local gateway without "
+    "changing them; unset LOCAL_GATEWAY_URL to provision AWS."
+)
 
 
 def control_plane_url(service: str) -> str | None:

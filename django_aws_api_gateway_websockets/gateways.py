@@ -45,8 +45,11 @@ class GatewayCache:
         self._by_api_id: dict[str, GatewayInfo] = {}
         self._by_pk: dict[int, GatewayInfo] = {}
         self._loaded_at = float("-inf")
+        self._local_url = ""
 
     def _stale(self) -> bool:
+        if self._local_url != endpoints.local_gateway_url():
+            return True  # LOCAL_GATEWAY_URL changed every gateway's Management API target
         return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
 
     def _load(self) -> None:
@@ -57,6 +60,7 @@ class GatewayCache:
             if not uri:
                 routes.setdefault(gateway_id, {}).setdefault(slug or key, set()).add(key)
         snapshot = {}
+        self._local_url = endpoints.local_gateway_url()
         for gateway in ApiGateway.objects.exclude(api_id=None).only(
             "pk",
             "api_id",

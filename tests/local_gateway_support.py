@@ -75,7 +75,7 @@ class RecordingBackend:
         recorded = Recorded(
             request.method,
             request.path,
-            request.query_string,
+            request.rel_url.raw_query_string,
             {k: v for k, v in request.headers.items()},
             body,
         )
@@ -128,6 +128,19 @@ class RecordingBackend:
                     raise AssertionError(f"timed out; recorded: {[r.path for r in self.requests]}")
                 self.changed.wait(left)
             return list(self.requests)
+
+    def reset(self, quiet: float = 0.1) -> None:
+        """Forget what was recorded, once requests of earlier tests (a late ``$disconnect``)
+        have stopped arriving for ``quiet`` seconds."""
+        while True:
+            with self.changed:
+                count = len(self.requests)
+            time.sleep(quiet)
+            with self.changed:
+                if len(self.requests) == count:
+                    self.requests.clear()
+                    break
+        self.replies.clear()
 
     def paths(self) -> list[str]:
         with self.changed:
@@ -213,3 +226,34 @@ def add_route(store: GatewayStore, api: Api, key: str, backend_url: str, **kwarg
     )
     api.routes[route.route_id] = route
     return route
+
+
+def ws_url(gateway: Any, api: Api, stage: str = "production", query: str = "") -> str:
+    return f"{gateway.ws_url}/{api.api_id}/{stage}" + (f"?{query}" if query else "")
+
+
+def management_url(gateway: Any, api: Api, stage: str = "production") -> str:
+    return f"{gateway.http_url}/{api.api_id}/{stage}"
+
+
+def management_client(gateway: Any, api: Api, stage: str = "production", **config: Any) -> Any:
+    """An unmodified boto3 ``apigatewaymanagementapi`` client pointed at the gateway."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=management_url(gateway, api, stage),
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config),
+    )
+
+
+def connection_id_of(backend: RecordingBackend, index: int = -1) -> str:
+    """The connection id the backend saw on the ``index``-th ``$connect``."""
+    connects = backend.wait_for(lambda rs: any(r.path == "/connect" for r in rs))
+    value = [r for r in connects if r.path == "/connect"][index].header(contract.CONNECTION_ID.name)
+    assert value
+    return value

@@ -14,6 +14,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from django.test import override_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from django_aws_api_gateway_websockets import contract
 from django_aws_api_gateway_websockets.local_gateway import control_plane
@@ -21,6 +23,7 @@ from django_aws_api_gateway_websockets.local_gateway.config import GatewayConfig
 from django_aws_api_gateway_websockets.local_gateway.server import GatewayThread
 from django_aws_api_gateway_websockets.models import ApiGateway, ApiGatewayAdditionalRoute
 from django_aws_api_gateway_websockets.provisioning import Provisioner, make_client
+from django_aws_api_gateway_websockets.testing import HandshakeRejected, WebSocketTestClient
 from tests.settings import GATEWAY_SECRET
 
 URI = "http://127.0.0.1:8000/ws/connect"
@@ -601,3 +604,118 @@ def test_provisioning_reports_drift_made_in_the_gateway(gateway, local_settings)
     assert [d.resource for d in differences] == ["integration:$default"]
     Provisioner(record).apply()
     assert Provisioner(record).drift() == []
+
+
+# -- what the control plane configures is what the data plane serves ----------------------------
+
+
+def test_an_undeployed_route_does_nothing_until_deployed(client, gateway):
+    from tests.local_gateway_support import RecordingBackend
+
+    backend = RecordingBackend().start()
+    try:
+        api = client.create_api(
+            Name="live", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+        )
+        api_id = api["ApiId"]
+        default = integration(client, api_id, IntegrationUri=backend.url + "/ws/default")
+        shout = integration(client, api_id, IntegrationUri=backend.url + "/ws/shout")
+        client.create_route(
+            ApiId=api_id, RouteKey="$default", Target=f"integrations/{default['IntegrationId']}"
+        )
+        client.create_stage(ApiId=api_id, StageName="dev", StageVariables={"v": "1"})
+        client.create_deployment(ApiId=api_id, StageName="dev")
+        client.create_route(
+            ApiId=api_id, RouteKey="shout", Target=f"integrations/{shout['IntegrationId']}"
+        )
+        url = f"{api['ApiEndpoint']}/dev"
+        with WebSocketTestClient(url) as ws:
+            ws.send_json({"action": "shout"})
+            backend.wait_for(lambda r: len(r) == 1)
+        assert backend.paths() == ["/ws/default"]  # the new route is not deployed yet
+
+        client.create_deployment(ApiId=api_id, StageName="dev")
+        with WebSocketTestClient(url) as ws:
+            ws.send_json({"action": "shout"})
+            backend.wait_for(lambda r: len(r) == 2)
+        assert backend.paths() == ["/ws/default", "/ws/shout"]
+
+        with pytest.raises(HandshakeRejected) as refused:  # a stage that was never created
+            WebSocketTestClient(f"{api['ApiEndpoint']}/prod").connect()
+        assert refused.value.status == 403
+    finally:
+        backend.stop()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+MEMBER_NAMES = st.sampled_from(
+    [
+        "name",
+        "protocolType",
+        "routeSelectionExpression",
+        "routeKey",
+        "target",
+        "integrationType",
+        "integrationUri",
+        "integrationMethod",
+        "requestParameters",
+        "timeoutInMillis",
+        "stageName",
+        "stageVariables",
+        "routeResponseKey",
+        "autoDeploy",
+        "deploymentId",
+        "defaultRouteSettings",
+    ]
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method_path=st.sampled_from(
+        [
+            ("POST", "/v2/apis"),
+            ("POST", "/v2/apis/{api}/integrations"),
+            ("POST", "/v2/apis/{api}/routes"),
+            ("POST", "/v2/apis/{api}/stages"),
+            ("POST", "/v2/apis/{api}/deployments"),
+            ("PATCH", "/v2/apis/{api}"),
+            ("PATCH", "/v2/apis/{api}/stages/dev"),
+            ("GET", "/v2/apis/{api}/routes?maxResults={text}&nextToken={text}"),
+        ]
+    ),
+    body=st.dictionaries(MEMBER_NAMES, json_values, max_size=5) | json_values,
+    text=st.text(alphabet="abc012=%/-", max_size=6),
+)
+def test_random_requests_never_get_a_server_error(gateway, fuzz_api, method_path, body, text):
+    method, path = method_path
+    path = path.replace("{api}", fuzz_api).replace("{text}", text)
+    status, error_type, payload = raw(gateway, method, path, json.dumps(body).encode())
+    assert status < 500
+    if status >= 400:
+        assert error_type in ("BadRequestException", "NotFoundException", "ConflictException")
+        assert "message" in json.loads(payload)
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(gateway) -> str:
+    client = boto3.client(
+        "apigatewayv2",
+        endpoint_url=gateway.control_url,
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    api = client.create_api(
+        Name="fuzz", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action"
+    )
+    client.create_stage(ApiId=api["ApiId"], StageName="dev")
+    return api["ApiId"]

@@ -34,7 +34,7 @@ MAX_FRAME_BYTES = 32 * 1024
 MAX_MESSAGE_BYTES = contract.MAX_MESSAGE_BYTES
 GOING_AWAY = WSCloseCode.GOING_AWAY  # 1001: idle timeout and maximum duration, as users report
 
-CONNECTING, OPEN, CLOSED = 0, 1, 2
+CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
 
 
 class Connection:
@@ -52,6 +52,7 @@ class Connection:
         "source_ip",
         "stage",
         "state",
+        "transport",
         "user_agent",
         "worker",
         "ws",
@@ -78,6 +79,7 @@ class Connection:
         self.last_active = self.connected_at
         self.state = CONNECTING
         self.ws: web.WebSocketResponse | None = None
+        self.transport: asyncio.Transport | None = None
         self.pending: deque[str] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -105,7 +107,8 @@ class FrameGuard:
     """In front of aiohttp's WebSocket parser: refuses what API Gateway refuses, frame by frame.
 
     aiohttp only bounds whole messages; AWS also closes on any single data frame above 32 KB
-    (1009) and on binary frames (1003). This reads only the frame headers and skips payloads.
+    (1009) and on binary frames (1003), and RFC 6455 requires closing on an unmasked client frame
+    (1002), which aiohttp tolerates. This reads only the frame headers and skips payloads.
     """
 
     __slots__ = ("failed", "head", "parser", "queue", "skip")
@@ -158,6 +161,8 @@ class FrameGuard:
                 length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
             elif length == 127:
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if not buf[pos + 1] & 0x80:
+                return WSCloseCode.PROTOCOL_ERROR, "Client frames must be masked"
             if opcode == 0x2:
                 return WSCloseCode.UNSUPPORTED_DATA, "Binary frames are not supported"
             if opcode in (0x0, 0x1) and length > MAX_FRAME_BYTES:
@@ -182,7 +187,7 @@ class DataPlane:
         self.connections: dict[str, Connection] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.http_port = 0
+        self._warned: set[tuple[str, str]] = set()
 
     # lifecycle
 
@@ -192,13 +197,17 @@ class DataPlane:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for connection in list(self.connections.values()):
-            if connection.ws is not None and not connection.ws.closed:
-                await connection.ws.close(code=GOING_AWAY, message=b"Going away")
+        closing = [
+            self.close(connection, GOING_AWAY, "Going away")
+            for connection in list(self.connections.values())
+        ]
+        if closing:  # all at once: a client that never answers the close costs its timeout once
+            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=3)
+        await asyncio.sleep(0)  # let the read loops end and spawn their $disconnect
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+    def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -218,7 +227,7 @@ class DataPlane:
                     now - connection.last_active >= config.idle_timeout
                     or now - connection.connected_at >= config.max_duration
                 ):
-                    self._spawn(self.close(connection, GOING_AWAY, "Going away"))
+                    self.spawn(self.close(connection, GOING_AWAY, "Going away"))
 
     async def close(self, connection: Connection, code: int, reason: str) -> None:
         """Close from the gateway's side (DeleteConnection, timeouts); ``$disconnect`` follows
@@ -237,13 +246,16 @@ class DataPlane:
         if not web.WebSocketResponse().can_prepare(request).ok:
             return web.json_response({"message": "Bad Request"}, status=400)
         headers = request.headers
-        source_ip = (request.transport.get_extra_info("peername") or ("127.0.0.1",))[0]
+        transport = request.transport
+        if transport is None:  # the client already left
+            return web.Response(status=400)
+        source_ip = (transport.get_extra_info("peername") or ("127.0.0.1",))[0]
         connection = Connection(
             api_id=api_id,
             stage=stage,
             source_ip=source_ip,
             user_agent=headers.get("User-Agent", ""),
-            forwarded_for=headers.get("X-Forwarded-For", ""),
+            forwarded_for=", ".join(headers.getall("X-Forwarded-For", ())),
             domain_name=headers.get("Host", ""),
         )
         self.connections[connection.connection_id] = connection
@@ -264,6 +276,13 @@ class DataPlane:
         )
         try:
             await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            # The client left while $connect ran: the backend accepted it, so, as for any
+            # established connection that closes, $disconnect follows.
+            self.connections.pop(connection.connection_id, None)
+            if not self.config.drop_disconnect:
+                self.spawn(self._disconnect(connection))
+            return ws
         except BaseException:
             self.connections.pop(connection.connection_id, None)
             raise
@@ -271,6 +290,7 @@ class DataPlane:
         protocol = request.protocol
         protocol._payload_parser = FrameGuard(protocol._payload_parser, ws._reader)
         connection.ws = ws
+        connection.transport = request.transport  # type: ignore[assignment]
         connection.state = OPEN
         try:
             await self._read(connection, ws)
@@ -278,7 +298,7 @@ class DataPlane:
             connection.state = CLOSED
             self.connections.pop(connection.connection_id, None)
             if not self.config.drop_disconnect:
-                self._spawn(self._disconnect(connection))
+                self.spawn(self._disconnect(connection))
         return ws
 
     async def _connect(
@@ -292,6 +312,7 @@ class DataPlane:
         route = deployed.snapshot.routes.get(contract.CONNECT)
         if route is None:
             return ""
+        self._warn_unenforced(connection.api_id, route)
         request_id = ids.new_request_id()
         try:
             response = await self._invoke(
@@ -301,7 +322,7 @@ class DataPlane:
                 request_id,
                 body="",
                 client_headers=list(request.headers.items()),
-                query=request.query_string,
+                query=request.rel_url.raw_query_string,  # as the client encoded it
                 query_pairs=list(request.query.items()),
             )
         except IntegrationFailure as failure:
@@ -312,6 +333,23 @@ class DataPlane:
         if proxy and not 200 <= response.status < 300:
             return web.Response(status=response.status)
         return response.headers.get("Sec-WebSocket-Protocol", "").split(",")[0].strip()
+
+    def _warn_unenforced(self, api_id: str, route: Route) -> None:
+        """Authorizers and API keys are not enforced locally: say so once per API, since AWS
+        would refuse connections that this gateway accepts."""
+        unenforced = []
+        if route.authorization_type and route.authorization_type.upper() != "NONE":
+            unenforced.append(f"AuthorizationType {route.authorization_type}")
+        if route.api_key_required:
+            unenforced.append("ApiKeyRequired")
+        if unenforced and (api_id, route.route_id) not in self._warned:
+            self._warned.add((api_id, route.route_id))
+            logger.warning(
+                "API %s: $connect has %s, which the local gateway does not enforce; AWS would "
+                "refuse connections that are accepted here.",
+                api_id,
+                " and ".join(unenforced),
+            )
 
     async def _read(self, connection: Connection, ws: web.WebSocketResponse) -> None:
         while True:
@@ -333,7 +371,7 @@ class DataPlane:
             connection.pending = deque()
         connection.pending.append(text)
         if connection.worker is None:
-            connection.worker = self._spawn(self._drain(connection))
+            connection.worker = self.spawn(self._drain(connection))
 
     async def _drain(self, connection: Connection) -> None:
         pending = connection.pending

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .. import contract
 from . import ids
-from .dataplane import OPEN, Connection, DataPlane
+from .dataplane import CLOSING, OPEN, Connection, DataPlane
 
 #: A connection whose unsent output exceeds this answers 429, as AWS does when "the WebSocket
 #: client side buffer is full".
@@ -82,23 +82,26 @@ def signed(request: web.BaseRequest) -> bool:
 
 
 class ManagementApi:
+    """The operations, shared by the fast path (:mod:`.fastpath`) and the aiohttp route.
+
+    Every step is synchronous: a POST writes one frame straight to the client's transport (one
+    ``write`` call, so frames never interleave with aiohttp's own), without waiting for it.
+    """
+
     def __init__(self, data_plane: DataPlane, rate_limit: float | None) -> None:
         self.data_plane = data_plane
         self.store = data_plane.store
         self.limiter = RateLimiter(rate_limit) if rate_limit else None
 
-    async def handle(
-        self, request: web.BaseRequest, api_id: str, stage: str, connection_id: str
-    ) -> web.StreamResponse:
-        try:
-            return await self._handle(request, api_id, stage, connection_id)
-        except ManagementError as error:
-            return error_response(error)
-
-    def _connection(self, api_id: str, stage: str, connection_id: str) -> Connection:
+    def connection(self, api_id: str, stage: str, connection_id: str, signed: bool) -> Connection:
+        """The open connection a request names, or the refusal AWS would answer."""
+        if self.limiter is not None and not self.limiter.allow():
+            raise ManagementError(429, "LimitExceededException", "Too Many Requests")
         api = self.store.apis.get(api_id)
         if api is None or stage not in api.stages:
             raise forbidden()
+        if not signed:
+            raise forbidden("Missing Authentication Token")
         if not _VALID_ID.match(connection_id):
             raise ManagementError(400, "BadRequestException", "Invalid connectionId")
         connection = self.data_plane.connections.get(connection_id)
@@ -106,50 +109,61 @@ class ManagementApi:
             raise gone()  # unknown, closed, or still inside $connect
         return connection
 
-    async def _handle(
-        self, request: web.BaseRequest, api_id: str, stage: str, connection_id: str
-    ) -> web.StreamResponse:
-        if self.limiter is not None and not self.limiter.allow():
-            raise ManagementError(429, "LimitExceededException", "Too Many Requests")
-        if not signed(request):
-            raise forbidden("Missing Authentication Token")
-        method = request.method
-        if method == "POST":
-            connection = self._connection(api_id, stage, connection_id)
-            length = request.content_length
-            if length is not None and length > contract.MAX_MESSAGE_BYTES:
-                raise ManagementError(413, "PayloadTooLargeException", "Message too long")
-            data = await request.content.read(contract.MAX_MESSAGE_BYTES + 1)
-            if len(data) > contract.MAX_MESSAGE_BYTES:
-                raise ManagementError(413, "PayloadTooLargeException", "Message too long")
-            await self._post(connection, data)
-            return web.Response(status=200, content_type="application/json")
-        if method == "GET":
-            connection = self._connection(api_id, stage, connection_id)
-            return web.json_response(connection.info())
-        if method == "DELETE":
-            connection = self._connection(api_id, stage, connection_id)
-            await self.data_plane.close(connection, 1000, "")
-            return web.Response(status=204)
-        raise forbidden()
-
-    async def _post(self, connection: Connection, data: bytes) -> None:
+    def post(self, connection: Connection, data: bytes) -> None:
+        if len(data) > contract.MAX_MESSAGE_BYTES:
+            raise ManagementError(413, "PayloadTooLargeException", "Message too long")
+        transport = connection.transport
         ws = connection.ws
-        if ws is None or ws.closed:
+        if transport is None or ws is None or ws.closed or transport.is_closing():
             raise gone()
-        transport = ws._req.transport if ws._req is not None else None
-        if transport is None or transport.is_closing():
+        if getattr(ws, "_closing", False):  # a close frame went out: nothing may follow it
             raise gone()
         if transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
             raise ManagementError(429, "LimitExceededException", "Client buffer is full")
         connection.last_active = time.time()
+        transport.write(frame(data))
+
+    def get(self, connection: Connection) -> bytes:
+        return json.dumps(connection.info()).encode()
+
+    def delete(self, connection: Connection) -> None:
+        """Answered at once; the socket closes (1000) and ``$disconnect`` follows."""
+        connection.state = CLOSING
+        self.data_plane.spawn(self.data_plane.close(connection, 1000, ""))
+
+    async def handle(
+        self, request: web.BaseRequest, api_id: str, stage: str, connection_id: str
+    ) -> web.StreamResponse:
+        """The aiohttp route (chunked bodies, ``*.execute-api.localhost`` hosts)."""
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            send = ws.send_bytes(data)
-        else:
-            send = ws.send_str(text)
-        try:
-            await send
-        except (ConnectionError, RuntimeError):
-            raise gone() from None
+            method = request.method
+            if method not in ("POST", "GET", "DELETE"):
+                raise forbidden()
+            connection = self.connection(api_id, stage, connection_id, signed(request))
+            if method == "POST":
+                length = request.content_length
+                if length is not None and length > contract.MAX_MESSAGE_BYTES:
+                    raise ManagementError(413, "PayloadTooLargeException", "Message too long")
+                self.post(connection, await request.content.read(contract.MAX_MESSAGE_BYTES + 1))
+                return web.Response(status=200, content_type="application/json")
+            if method == "GET":
+                return web.Response(body=self.get(connection), content_type="application/json")
+            self.delete(connection)
+            return web.Response(status=204)
+        except ManagementError as error:
+            return error_response(error)
+
+
+def frame(data: bytes) -> bytes:
+    """One unmasked server frame: text when ``data`` is UTF-8 (as AWS sends), else binary."""
+    try:
+        data.decode("utf-8")
+        opcode = 0x81
+    except UnicodeDecodeError:
+        opcode = 0x82
+    length = len(data)
+    if length < 126:
+        return bytes((opcode, length)) + data
+    if length < 65536:
+        return bytes((opcode, 126)) + length.to_bytes(2, "big") + data
+    return bytes((opcode, 127)) + length.to_bytes(8, "big") + data

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .config import GatewayConfig
 from .dataplane import DataPlane, forbidden
+from .fastpath import Sniffer
 from .integration import Backend
 from .management import ManagementApi
 from .store import GatewayStore
@@ -52,6 +53,8 @@ class LocalGateway:
         self.management = ManagementApi(self.data_plane, self.config.management_rate_limit)
         self.port = 0
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._sniffers: set[Sniffer] = set()
 
     @property
     def http_url(self) -> str:
@@ -85,22 +88,31 @@ class LocalGateway:
             self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, backlog=4096, reuse_address=True
+        aiohttp_protocol = self._runner.server
+        assert aiohttp_protocol is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Sniffer(self.management, aiohttp_protocol, self._sniffers),
+            self.config.host,
+            self.config.port,
+            backlog=4096,
+            reuse_address=True,
         )
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._server.sockets[0].getsockname()[1]
         self.store.base_url = self.ws_url
         self.data_plane.start()
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
         await self.data_plane.stop()
+        for sniffer in list(self._sniffers):
+            sniffer.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.backend.close()
+        self._server = None
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Route a data-plane or Management API request by its raw path (ids are decoded here,
