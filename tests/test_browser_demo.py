@@ -269,12 +269,17 @@ def test_short_idle_timeout_and_max_duration_lose_no_message(browser, short_stac
     for text in sent:
         alice.evaluate("text => window.chat.client.send({action: 'chat', text})", text)
         alice.wait_for_timeout(300)
-    _check(
-        short_stack,
-        bob,
-        lambda: [t for t in _received_texts(bob) if t.startswith("line")] == sent,
-        "bob receives every line once, in order",
-    )
+    try:
+        _check(
+            short_stack,
+            bob,
+            lambda: [t for t in _received_texts(bob) if t.startswith("line")] == sent,
+            "bob receives every line once, in order",
+        )
+    except AssertionError:
+        got = [t for t in _received_texts(bob) if t.startswith("line")]
+        closes = (alice.evaluate("window.chat.closes"), bob.evaluate("window.chat.closes"))
+        raise AssertionError(f"bob got {got}; closes {closes}") from None
     assert len(alice.sockets) >= 3 and len(bob.sockets) >= 3, (alice.sockets, bob.sockets)
     # Neither the idle timeout nor the maximum duration ever closed a socket under the client:
     # keep-alive and replacement came first.
