@@ -511,6 +511,14 @@ class WebSocketToken(models.Model):
     created_at = models.DateTimeField(_("created at"))
     expires_at = models.DateTimeField(_("expires at"))
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    # Browsers cannot read a refused handshake's status: ``$connect`` records why it refused
+    # this token's connection, and the token status endpoint tells the page that minted it.
+    refusal_status = models.PositiveSmallIntegerField(
+        _("refusal status"), null=True, blank=True, editable=False
+    )
+    refusal_reason = models.CharField(
+        _("refusal reason"), max_length=200, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("WebSocket token")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -107,11 +108,16 @@ def record(db) -> ApiGateway:
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` need real row locking; they run in the PostgreSQL pass of CI.
-    Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes."""
+    Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes. Tests marked
+    ``browser`` drive Chromium; they run with ``DAGW_BROWSER_TESTS=1``."""
     from django.db import connection
 
     wrong = {"postgres", "sqlite"} - {"postgres" if connection.vendor == "postgresql" else ""}
     wrong -= {connection.vendor}
+    # Real-browser tests run the demo in child processes with its own SQLite file, whatever
+    # database this pass uses: once, in CI's browser leg (DAGW_BROWSER_TESTS=1).
+    if os.environ.get("DAGW_BROWSER_TESTS") != "1":
+        wrong.add("browser")
     keep, dropped = [], []
     for item in items:
         unfit = any(item.get_closest_marker(name) for name in wrong)
