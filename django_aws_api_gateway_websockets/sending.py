@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -486,7 +486,11 @@ class _Run:
 
 
 def _db_alias(recipients: Any) -> str:
-    return recipients.db if isinstance(recipients, QuerySet) else "default"
+    if isinstance(recipients, QuerySet):
+        return recipients.db
+    from .models import WebSocketSession
+
+    return router.db_for_write(WebSocketSession)
 
 
 def send_message(recipients: Any, data: Any) -> DeliveryReport:

@@ -1,9 +1,16 @@
-"""Single-use WebSocket tokens: minted behind a CSRF-protected endpoint, consumed on ``$connect``.
+r"""Single-use WebSocket tokens: minted behind a CSRF-protected endpoint, consumed on ``$connect``.
 
 Only a SHA-256 hash of each token is stored, so a database leak reveals no usable token. A token
 is consumed by one conditional ``UPDATE … WHERE used_at IS NULL AND expires_at > now`` on its hash:
 the database lets exactly one of any number of concurrent connects win. Nothing depends on the
 site's session cookie reaching the WebSocket host.
+
+PostgreSQL and SQLite 3.35+ return the owner from that ``UPDATE`` (``RETURNING``: one query).
+MySQL and MariaDB have no ``UPDATE … RETURNING``: there the same conditional ``UPDATE`` runs alone
+and only the connection whose statement changed the row (row count 1) reads the owner back, a
+second query on the unique hash. InnoDB's row lock makes concurrent ``UPDATE``\ s wait and then
+re-check ``used_at IS NULL``, so the guarantee is the same. Older SQLite locks, then updates.
+The database is the router's write database for :class:`~.models.WebSocketToken`.
 """
 
 from __future__ import annotations
@@ -99,6 +106,8 @@ def consume_token(
     db = connections[router.db_for_write(WebSocketToken)]
     if has_update_returning(db):
         owner = _consume_returning(db, token_hash, now, used_for)
+    elif db.vendor == "mysql":
+        owner = _consume_update_then_read(db, token_hash, now, used_for)
     else:
         owner = _consume_locked(db, token_hash, now, used_for)
     if owner is _NO_OWNER:
@@ -122,9 +131,11 @@ def _active_field() -> Field | None:
     return field if getattr(field, "concrete", False) else None
 
 
-def _consume_returning(
+def _conditional_update(
     db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
-) -> object:
+) -> tuple[str, list[object], dict[str, str]]:
+    """``UPDATE … SET used_at = now`` on the token's hash, only while it is usable: unused,
+    unexpired, for this audience and (with an ``is_active`` column) an active or no owner."""
     meta = WebSocketToken._meta
     qn = db.ops.quote_name
     col = {
@@ -163,12 +174,39 @@ def _consume_returning(
             f"FROM {qn(user_meta.db_table)} WHERE {qn(active.column)} = %s))"
         )
         params.append(True)
-    sql = (
-        f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s "  # noqa: S608
-        f"WHERE {where} RETURNING {col['user']}"
-    )
+    sql = f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s WHERE {where}"  # noqa: S608
+    return sql, params, col
+
+
+def _consume_returning(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
+    sql, params, col = _conditional_update(db, token_hash, now, used_for)
+    with db.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {col['user']}", params)
+        row = cursor.fetchone()
+    return _NO_OWNER if row is None else row[0]
+
+
+def _consume_update_then_read(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
+    """MySQL/MariaDB: the conditional ``UPDATE``; its winner (row count 1) reads the owner.
+
+    Django connects to MySQL with ``CLIENT.FOUND_ROWS``, so the row count is the rows matched;
+    ``used_at`` goes from NULL to a time, so matched and changed are the same here anyway.
+    """
+    sql, params, col = _conditional_update(db, token_hash, now, used_for)
+    table = db.ops.quote_name(WebSocketToken._meta.db_table)
     with db.cursor() as cursor:
         cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            return _NO_OWNER
+        # The hash is unique and this connection just used the token: the row is ours.
+        cursor.execute(
+            f"SELECT {col['user']} FROM {table} WHERE {col['token_hash']} = %s",  # noqa: S608
+            [token_hash],
+        )
         row = cursor.fetchone()
     return _NO_OWNER if row is None else row[0]
 

@@ -105,13 +105,20 @@ def record(db) -> ApiGateway:
     )
 
 
+#: Database vendors with real concurrent writers and row locks: ``concurrent`` tests run there.
+CONCURRENT_VENDORS = frozenset({"postgresql", "mysql"})
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``postgres`` need real row locking; they run in the PostgreSQL pass of CI.
+    """Tests marked ``concurrent`` need a server database with real concurrency (row locks,
+    several connections to one database); they run in the PostgreSQL and MariaDB passes of CI.
     Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes."""
     from django.db import connection
 
-    wrong = {"postgres", "sqlite"} - {"postgres" if connection.vendor == "postgresql" else ""}
-    wrong -= {connection.vendor}
+    wrong = {"concurrent", "sqlite"}
+    if connection.vendor in CONCURRENT_VENDORS:
+        wrong.discard("concurrent")
+    wrong.discard(connection.vendor)
     keep, dropped = [], []
     for item in items:
         unfit = any(item.get_closest_marker(name) for name in wrong)

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -36,6 +35,7 @@ from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSessio
 from django_aws_api_gateway_websockets.sending import MessageTooLarge
 from django_aws_api_gateway_websockets.tasks import send_message_task
 from django_aws_api_gateway_websockets.transports.outbox import outbox
+from tests.helpers import worker_database_env
 from tests.management_api import ManagementApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -518,7 +518,7 @@ def test_background_sending_works_without_a_default_task_backend():
 # -- a worker in another process -------------------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent
 def test_worker_subprocess_sends_through_the_management_api(gateway):
     sessions = make_sessions(gateway, 7)
     gone = sessions[2]
@@ -531,16 +531,11 @@ def test_worker_subprocess_sends_through_the_management_api(gateway):
         assert len(results) == 3
         assert server.requests == 0
 
-        db = connection.settings_dict
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings_worker",
             "DAGW_WORKER_TRANSPORT_URL": server.url,
-            "DAGW_TEST_DATABASE": "postgresql",
-            "DAGW_PG_NAME": db["NAME"],  # the test database, already created and migrated
-            "DAGW_PG_USER": db["USER"],
-            "DAGW_PG_HOST": db["HOST"],
-            "DAGW_PG_PORT": str(db["PORT"]),
+            **worker_database_env(),
             "PYTHONPATH": str(ROOT),
         }
         worker = subprocess.run(
