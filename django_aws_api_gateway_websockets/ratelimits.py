@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from .exceptions import RateLimited
 from .models import RateLimitWindow
-from .tokens import has_update_returning
+from .tokens import column, has_update_returning
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,11 @@ def _increment_on(
     qn = connection.ops.quote_name
     table = qn(meta.db_table)
     key, start, end, count = (
-        qn(meta.get_field(name).column) for name in ("key", "window_start", "window_end", "count")
+        qn(column(RateLimitWindow, name)) for name in ("key", "window_start", "window_end", "count")
     )
     adapt = connection.ops.adapt_datetimefield_value
     values = ", ".join(["(%s, %s, %s, 1)"] * len(rows))
-    params: list[object] = []
+    params: list[Any] = []
     for row_key, row_start, row_end in rows:
         params += [row_key, adapt(row_start), adapt(row_end)]
     insert = f"INSERT INTO {table} ({key}, {start}, {end}, {count}) VALUES {values} "  # noqa: S608
@@ -117,11 +117,12 @@ def _read_counts(
     table, key, start, count = names
     adapt = connection.ops.adapt_datetimefield_value
     where = " OR ".join([f"({key} = %s AND {start} = %s)"] * len(rows))
-    lookup: list[object] = []
+    lookup: list[Any] = []
     for row_key, row_start, _end in rows:
         lookup += [row_key, adapt(row_start)]
     cursor.execute(f"SELECT {key}, {count} FROM {table} WHERE {where}", lookup)  # noqa: S608
-    return cursor.fetchall()
+    counts: list[tuple[str, int]] = cursor.fetchall()
+    return counts
 
 
 def hit(limits: Sequence[Limit], now: datetime | None = None) -> None:

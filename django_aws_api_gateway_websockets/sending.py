@@ -275,7 +275,7 @@ def _instance_rows(sessions: Iterable[WebSocketSession]) -> Iterator[Recipient]:
 def _rows(recipients: Any) -> Iterator[Recipient]:
     """The connected recipients, once per connection, streamed from the database."""
     if isinstance(recipients, QuerySet):
-        yield from connected_values(recipients, *RECIPIENT_FIELDS)  # type: ignore[misc]
+        yield from connected_values(recipients, *RECIPIENT_FIELDS)
     else:
         yield from _instance_rows(recipients)
 
@@ -283,7 +283,7 @@ def _rows(recipients: Any) -> Iterator[Recipient]:
 async def _arows(recipients: Any) -> AsyncIterator[Recipient]:
     if isinstance(recipients, QuerySet):
         async for row in aconnected_values(recipients, *RECIPIENT_FIELDS):
-            yield row  # type: ignore[misc]
+            yield row
     else:
         for row in _instance_rows(recipients):
             yield row

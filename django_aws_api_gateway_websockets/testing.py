@@ -18,15 +18,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.http import HttpResponse
 from django.test import Client
 
 from . import contract
 from .conf import ws_settings
 from .models import ApiGateway
+
+if TYPE_CHECKING:
+    # What Django's test client returns: an HttpResponse with .json(), .request, .client.
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 _UNSET: Any = object()
 
@@ -54,10 +57,13 @@ class GatewayClient:
         self.path = path if path.endswith("/") else path + "/"
         self.source_ip = source_ip
         self.user_agent = user_agent
-        self.secret = (ws_settings.gateway_secrets or [None])[0] if secret is _UNSET else secret
+        first_secret: str | None = next(iter(ws_settings.gateway_secrets or ()), None)
+        self.secret = first_secret if secret is _UNSET else secret
         self.connection_id = new_connection_id()
 
-    def headers(self, route_key: str, connection_id: str | None = None, **overrides: str) -> dict:
+    def headers(
+        self, route_key: str, connection_id: str | None = None, **overrides: str
+    ) -> dict[str, str]:
         headers = contract.integration_headers(
             connection_id=connection_id or self.connection_id,
             api_id=self.gateway.api_id or "",
@@ -70,18 +76,15 @@ class GatewayClient:
         headers.update(overrides)
         return headers
 
-    def _post(self, slug: str, body: Any, query: str, headers: dict) -> HttpResponse:
+    def _post(self, slug: str, body: Any, query: str, headers: dict[str, str]) -> TestResponse:
         url = self.path + slug + (f"?{query}" if query else "")
         if isinstance(body, (dict, list)):
             data: Any = json.dumps(body)
         else:
             data = body if body is not None else ""
+        meta: dict[str, Any] = contract.as_meta(headers)
         return self.client.generic(
-            contract.INTEGRATION_METHOD,
-            url,
-            data=data,
-            content_type="application/json",
-            **contract.as_meta(headers),
+            contract.INTEGRATION_METHOD, url, data=data, content_type="application/json", **meta
         )
 
     def connect(
@@ -92,7 +95,7 @@ class GatewayClient:
         query: dict[str, str] | None = None,
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> HttpResponse:
+    ) -> TestResponse:
         params = dict(query or {})
         if token is not None:
             params[contract.TOKEN_QUERY_PARAM] = token
@@ -110,7 +113,7 @@ class GatewayClient:
         route_slug: str | None = None,
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> HttpResponse:
+    ) -> TestResponse:
         """Deliver a client message on ``route_key`` (at ``route_slug`` if it has its own)."""
         all_headers = self.headers(route_key, connection_id, **(headers or {}))
         slug = route_slug or contract.route_slug(route_key)
@@ -118,7 +121,7 @@ class GatewayClient:
 
     def disconnect(
         self, *, connection_id: str | None = None, headers: dict[str, str] | None = None
-    ) -> HttpResponse:
+    ) -> TestResponse:
         all_headers = self.headers(contract.DISCONNECT, connection_id, **(headers or {}))
         slug = contract.route_slug(contract.DISCONNECT)
         return self._post(slug, None, "", all_headers)

@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Q
+from django.db.models import Field, Model, Q
 from django.utils import timezone
 
 from .conf import ws_settings
@@ -122,24 +122,32 @@ def has_update_returning(db: BaseDatabaseWrapper) -> bool:
     return db.vendor == "sqlite" and bool(db.features.can_return_columns_from_insert)
 
 
-def _active_field() -> Field | None:
+def _active_field() -> Field[Any, Any] | None:
     """The user model's ``is_active`` column, if it has one (custom users may not)."""
     try:
         field = get_user_model()._meta.get_field("is_active")
     except FieldDoesNotExist:
         return None
-    return field if getattr(field, "concrete", False) else None
+    return field if isinstance(field, Field) and field.concrete else None
+
+
+def column(model: type[Model], name: str) -> str:
+    """The database column of ``model``'s concrete field ``name`` (or ``"pk"``)."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    if not isinstance(field, Field) or field.column is None:
+        raise TypeError(f"{model.__name__}.{name} is not a concrete field")
+    return field.column
 
 
 def _conditional_update(
     db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
-) -> tuple[str, list[object], dict[str, str]]:
+) -> tuple[str, list[Any], dict[str, str]]:
     """``UPDATE … SET used_at = now`` on the token's hash, only while it is usable: unused,
     unexpired, for this audience and (with an ``is_active`` column) an active or no owner."""
     meta = WebSocketToken._meta
     qn = db.ops.quote_name
     col = {
-        name: qn(meta.get_field(name).column)
+        name: qn(column(WebSocketToken, name))
         for name in (
             "token_hash",
             "used_at",
@@ -157,7 +165,7 @@ def _conditional_update(
         f" AND ({col['gateway']} IS NULL OR {col['gateway']} = %s)"
         f" AND ({col['channel_name']} = '' OR {col['channel_name']} = %s)"
     )
-    params: list[object] = [
+    params: list[Any] = [
         stamp,
         token_hash,
         stamp,
@@ -167,11 +175,12 @@ def _conditional_update(
     ]
     active = _active_field()
     if active is not None:
-        user_meta = get_user_model()._meta
+        user_model = get_user_model()
         # Identifiers come from model metadata and are quoted; values are parameters.
         where += (
-            f" AND ({col['user']} IS NULL OR {col['user']} IN (SELECT {qn(user_meta.pk.column)} "  # noqa: S608
-            f"FROM {qn(user_meta.db_table)} WHERE {qn(active.column)} = %s))"
+            f" AND ({col['user']} IS NULL OR {col['user']} IN (SELECT "  # noqa: S608
+            f"{qn(column(user_model, 'pk'))} FROM {qn(user_model._meta.db_table)} "
+            f"WHERE {qn(column(user_model, active.name))} = %s))"
         )
         params.append(True)
     sql = f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s WHERE {where}"  # noqa: S608

@@ -64,9 +64,15 @@ _SESSION_UPSERT_FIELDS = [
 ]
 
 
-@cache
-def _allowed_handlers(view_class: type) -> frozenset[str]:
-    return routing.allowed_handler_names(view_class)
+_HANDLER_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def _allowed_handlers(view_class: type[Any]) -> frozenset[str]:
+    """Cached per view class (a dict: ``functools.cache`` cannot be typed for ``type(self)``)."""
+    names = _HANDLER_NAMES.get(view_class)
+    if names is None:
+        names = _HANDLER_NAMES[view_class] = routing.allowed_handler_names(view_class)
+    return names
 
 
 @cache
