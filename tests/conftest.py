@@ -112,12 +112,19 @@ CONCURRENT_VENDORS = frozenset({"postgresql", "mysql"})
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``concurrent`` need a server database with real concurrency (row locks,
     several connections to one database); they run in the PostgreSQL and MariaDB passes of CI.
-    Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes."""
+    Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes. Tests marked
+    ``celery`` start Celery workers on Redis; they run only with ``DAGW_TEST_CELERY=1`` (the
+    Celery leg of CI) on a server database."""
+    import os
+
     from django.db import connection
 
-    wrong = {"concurrent", "sqlite"}
+    wrong = {"concurrent", "sqlite", "celery"}
     if connection.vendor in CONCURRENT_VENDORS:
         wrong.discard("concurrent")
+        # Celery workers are separate processes: they need the server database too.
+        if os.environ.get("DAGW_TEST_CELERY") == "1":
+            wrong.discard("celery")
     wrong.discard(connection.vendor)
     keep, dropped = [], []
     for item in items:
