@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
-from django.db import connections
+from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -72,9 +72,15 @@ _SESSION_UPSERT_FIELDS = [
 ]
 
 
-@cache
-def _allowed_handlers(view_class: type) -> frozenset[str]:
-    return routing.allowed_handler_names(view_class)
+_HANDLER_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def _allowed_handlers(view_class: type[Any]) -> frozenset[str]:
+    """Cached per view class (a dict: ``functools.cache`` cannot be typed for ``type(self)``)."""
+    names = _HANDLER_NAMES.get(view_class)
+    if names is None:
+        names = _HANDLER_NAMES[view_class] = routing.allowed_handler_names(view_class)
+    return names
 
 
 @cache
@@ -108,7 +114,7 @@ def _lazy_user(pk: int | None) -> Any:
 
 def _upsert_session(session: WebSocketSession) -> None:
     """One statement: a repeated ``$connect`` for the same id updates the row, never fails."""
-    features = connections[WebSocketSession.objects.db].features
+    features = connections[router.db_for_write(WebSocketSession)].features
     WebSocketSession.objects.bulk_create(
         [session],
         update_conflicts=True,

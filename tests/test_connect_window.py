@@ -80,7 +80,7 @@ def row(connection_id: str) -> WebSocketSession:
 # -- the race, with two real threads (PostgreSQL) -------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent
 @pytest.mark.django_db(transaction=True)
 def test_broadcast_racing_a_connect_reaches_the_new_session(local, gateway, user):
     """Thread A runs ``$connect`` through the view; while its ``connected`` receiver runs,

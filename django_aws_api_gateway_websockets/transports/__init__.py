@@ -121,7 +121,8 @@ class BaseTransport(ABC):
 @lru_cache(maxsize=1)
 def _transport(path: str, options_key: str) -> BaseTransport:
     options = dict(ws_settings.TRANSPORT_OPTIONS or {})
-    return import_string(path)(**options)
+    transport: BaseTransport = import_string(path)(**options)
+    return transport
 
 
 #: The default transport, replaced by :data:`LOCAL_TRANSPORT` when ``LOCAL_GATEWAY_URL`` is set.

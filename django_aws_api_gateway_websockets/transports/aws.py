@@ -118,8 +118,6 @@ def retry_after(response: Response | None, now: float | None = None) -> float | 
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -363,6 +361,7 @@ class _AsyncBatch(Batch):
         except Exception as exc:  # e.g. an unencodable host name: final, and never a hang
             outcome, reason, response = Outcome.FAILED, type(exc).__name__, None
         else:
+            assert response is not None
             reason = "" if 200 <= response.status < 300 else error_code(response)
             outcome = classify(response.status, reason)
         if outcome is None:
