@@ -32,6 +32,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,6 +187,17 @@ class Bench:
     # Set-up ------------------------------------------------------------------------------------
 
     def run(self) -> int:
+        with self.environment():
+            self.play_round(WARMUP_EVENTS, record=False)
+            self.capture_queries()
+            per_round = self.args.events // self.args.rounds
+            for _ in range(self.args.rounds):
+                self.play_round(per_round, record=True)
+        return self.report()
+
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """The benchmark's settings, gateway, user and clients, for the duration of the block."""
         from django.conf import settings
         from django.contrib.auth import get_user_model
         from django.test import Client, override_settings
@@ -221,14 +233,10 @@ class Bench:
             self.bare_meta = self._bare_meta()
             self.client = client
             self.gateway_cache = gateway_cache
-
-            self.play_round(WARMUP_EVENTS, record=False)
-            self.capture_queries()
-            per_round = self.args.events // self.args.rounds
-            for _ in range(self.args.rounds):
-                self.play_round(per_round, record=True)
-            gateway_cache.clear()
-        return self.report()
+            try:
+                yield
+            finally:
+                gateway_cache.clear()
 
     def _urlconf(self) -> str:
         """The test URLs plus the baseline view, as a module ``ROOT_URLCONF`` can name."""
@@ -281,7 +289,7 @@ class Bench:
 
         return [mint_token(self.user).token for _ in range(n)]
 
-    def play_round(self, n: int, *, record: bool) -> None:
+    def steps(self, n: int) -> dict[str, Callable[[], None]]:
         """``n`` events of each type, with everything they need prepared outside the timing."""
         public_ids, chat_ids = self.fresh_ids(n), self.fresh_ids(n)
         public_ips = [next(self.ips) for _ in range(n)]
@@ -314,14 +322,16 @@ class Bench:
             for cid in chat_ids:
                 check(chat.disconnect(connection_id=cid), "$disconnect")
 
-        steps: dict[str, Callable[[], None]] = {
+        return {
             "bare": bare,
             "connect_public": connect_public,
             "connect_token": connect_token,
             "message": message,
             "disconnect": disconnect,
         }
-        for key, step in steps.items():
+
+    def play_round(self, n: int, *, record: bool) -> None:
+        for key, step in self.steps(n).items():
             gc.collect()
             start = time.perf_counter_ns()
             step()
