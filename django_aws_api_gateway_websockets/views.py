@@ -14,7 +14,8 @@ raised where it is detected and turned into a response in ``dispatch``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
-from django.db import connections
+from django.db import router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -33,7 +34,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from . import contract, ratelimits, routing, signals
+from . import contract, ratelimits, routing, signals, statements
 from .authentication import BaseGatewayAuthenticator, authenticate_gateway
 from .channels import validate_channel_name
 from .client_ip import get_client_ip
@@ -48,20 +49,6 @@ from .throttling import BaseThrottle, ip_key
 from .tokens import Audience, TokenRejected, consume_token, mint_token
 
 logger = logging.getLogger("django_aws_api_gateway_websockets")
-
-#: Session columns a repeated ``$connect`` for the same connection id overwrites.
-_SESSION_UPSERT_FIELDS = [
-    "gateway",
-    "channel_name",
-    "state",
-    "connected",
-    "user",
-    "source_ip",
-    "user_agent",
-    "connected_at",
-    "last_seen_at",
-    "disconnected_at",
-]
 
 
 @cache
@@ -98,16 +85,28 @@ def _lazy_user(pk: int | None) -> Any:
     return SimpleLazyObject(load)
 
 
-def _upsert_session(session: WebSocketSession) -> None:
-    """One statement: a repeated ``$connect`` for the same id updates the row, never fails."""
-    features = connections[WebSocketSession.objects.db].features
-    WebSocketSession.objects.bulk_create(
-        [session],
-        update_conflicts=True,
-        # MySQL/MariaDB infer the conflict target and refuse an explicit one.
-        unique_fields=["connection_id"] if features.supports_update_conflicts_with_target else None,
-        update_fields=_SESSION_UPSERT_FIELDS,
-    )
+@contextmanager
+def _one_commit(using: str) -> Iterator[None]:
+    """The ``$connect`` statements in one transaction: one commit (one WAL flush on PostgreSQL)
+    instead of one per statement. A refusal raised inside still commits what ran before it (the
+    spent token, the counted attempt), exactly as when each statement committed on its own; any
+    other error rolls the whole ``$connect`` back (no session, the token unspent). Inside an
+    outer transaction (``ATOMIC_REQUESTS``) it adds no savepoint: the outer one decides."""
+    refusal: WebSocketRefusal | None = None
+    with transaction.atomic(using=using, savepoint=False):
+        try:
+            yield
+        except WebSocketRefusal as exc:
+            refusal = exc
+    if refusal is not None:
+        raise refusal
+
+
+_NO_REPLY_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+def _empty_response() -> HttpResponse:
+    return HttpResponse(b"", content_type=_NO_REPLY_CONTENT_TYPE)
 
 
 def render_reply(result: Any) -> HttpResponseBase:
@@ -115,7 +114,7 @@ def render_reply(result: Any) -> HttpResponseBase:
     if isinstance(result, HttpResponseBase):
         return result
     if result is None:
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        return _empty_response()
     if isinstance(result, (dict, list)):
         return JsonResponse(result, safe=False)
     if isinstance(result, (str, bytes)):
@@ -195,6 +194,7 @@ class WebSocketView(View):
         method = (request.method or "").lower()
         if method not in self.http_method_names:
             return self.http_method_not_allowed(request, *args, **kwargs)
+        redacted = False
         try:
             route = kwargs.get("route")
             if not isinstance(route, str) or not route:
@@ -202,6 +202,7 @@ class WebSocketView(View):
             authenticate_gateway(request, self.get_gateway_authenticators())
             self.event = parse_event(request, route)
             redact_token(request)  # from here on, nothing that logs the request can leak it
+            redacted = True
             self.gateway = gateway_cache.get(self.event.api_id)
             if self.event.is_connect:
                 return self._connect(request)
@@ -217,7 +218,8 @@ class WebSocketView(View):
             )
             return refusal.as_response()
         finally:
-            redact_token(request)  # also when refused before parsing: Django logs 4xx requests
+            if not redacted:  # also when refused before parsing: Django logs 4xx requests
+                redact_token(request)
 
     def _connect(self, request: HttpRequest) -> HttpResponseBase:
         event, now = self.event, timezone.now()
@@ -229,6 +231,17 @@ class WebSocketView(View):
             event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
         )
         throttles = self.get_throttles()
+        with _one_commit(router.db_for_write(WebSocketSession)):
+            session = self._open_session(request, channel, throttles, now)
+        self.websocket_session = session
+        signals.connected.send(sender=type(self), session=session, request=request)
+        return _empty_response()
+
+    def _open_session(
+        self, request: HttpRequest, channel: str, throttles: list[BaseThrottle], now: Any
+    ) -> WebSocketSession:
+        """Spend the token, count the attempt, check permissions, write the session."""
+        event = self.event
         owner_id: int | None = None
         if self.USE_WS_TOKEN:
             try:
@@ -265,10 +278,8 @@ class WebSocketView(View):
             last_seen_at=now,
             disconnected_at=None,
         )
-        _upsert_session(session)
-        self.websocket_session = session
-        signals.connected.send(sender=type(self), session=session, request=request)
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        statements.upsert_session(session)
+        return session
 
     def _throttle(
         self, throttles: list[BaseThrottle], user_id: Any, now: Any, *, refused: bool = False
@@ -294,12 +305,9 @@ class WebSocketView(View):
             raise UnknownRoute()
         if event.route_key not in route_keys:
             raise BadEvent(_("The route key does not match the route."))
-        try:
-            session = WebSocketSession.objects.select_related("user").get(
-                connection_id=event.connection_id, gateway_id=self.gateway.pk, connected=True
-            )
-        except WebSocketSession.DoesNotExist:
-            raise Forbidden(_("Unknown or closed connection.")) from None
+        session = statements.find_connected_session(event.connection_id, self.gateway.pk)
+        if session is None:
+            raise Forbidden(_("Unknown or closed connection."))
         user = session.user
         if user is not None and not user.is_active:
             raise Forbidden(_("This account is inactive."))
@@ -334,16 +342,14 @@ class WebSocketView(View):
 
     def _disconnect(self, request: HttpRequest) -> HttpResponseBase:
         event = self.event
-        WebSocketSession.objects.filter(
-            connection_id=event.connection_id, gateway_id=self.gateway.pk
-        ).mark_closed()
+        statements.close_session(event.connection_id, self.gateway.pk, timezone.now())
         signals.disconnected.send(
             sender=type(self),
             connection_id=event.connection_id,
             gateway_id=self.gateway.pk,
             request=request,
         )
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        return _empty_response()
 
 
 #: What ``audience=`` on the token endpoint may be (a view's ``token_audience``).

@@ -42,6 +42,9 @@ from .sigv4 import Credentials, Signer, payload_hash
 
 USER_AGENT = f"django-aws-api-gateway-websockets/{__version__}"
 
+#: Endpoints (with their signers) a transport keeps; more are only seen after rotations.
+_MAX_CACHED_ENDPOINTS = 64
+
 logger = logging.getLogger("django_aws_api_gateway_websockets.sending")
 
 
@@ -215,15 +218,15 @@ class _AsyncBatch(Batch):
         self.body_hash = payload_hash(payload)
         self.loop = _loop_thread.get()
         self.credentials: Credentials | None = None  # read on first submit, not for empty sends
-        self._signers: dict[str, Signer] = {}
         self._endpoints: dict[Target, _Endpoint] = {}
         self._results: deque[Result] = deque()
         self._space = threading.Condition()
         self._outstanding = 0  # submitted and not finished; guarded by _space
         self._space_waiters: list[concurrent.futures.Future[None]] = []  # async submitters
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._closed = False
-        self._queue: asyncio.Queue[tuple[str, _Endpoint, int] | None] | None = None
+        self._closed = False  # guarded by _space
+        #: Attempts waiting for a worker; touched only on the event loop's thread.
+        self._queue: deque[tuple[str, _Endpoint, int]] = deque()
         self._workers = 0
 
     # caller's thread
@@ -245,9 +248,16 @@ class _AsyncBatch(Batch):
         return results
 
     def finish(self) -> list[Result]:
-        self.loop.call_soon_threadsafe(self._close)
-        self._done.result()
+        if not self._close():
+            self._done.result()
         return self.completed()
+
+    def _close(self) -> bool:
+        """No more submits; ``True`` when every result is in already (no wait, no wake-up of
+        the event loop: a single send costs one hop to the loop, not two)."""
+        with self._space:
+            self._closed = True
+            return self._outstanding == 0
 
     # caller's event loop (async callers): the same steps, awaited instead of blocking
 
@@ -270,66 +280,53 @@ class _AsyncBatch(Batch):
         self.loop.call_soon_threadsafe(self._enqueue, endpoint, list(connection_ids))
 
     async def afinish(self) -> list[Result]:
-        self.loop.call_soon_threadsafe(self._close)
-        await asyncio.wrap_future(self._done)
+        if not self._close():
+            await asyncio.wrap_future(self._done)
         return self.completed()
 
     def _endpoint(self, target: Target) -> _Endpoint:
         target = self.transport.target_for(target)
         endpoint = self._endpoints.get(target)
         if endpoint is None:
-            signer = self._signers.get(target.region)
             if self.credentials is None:
                 self.credentials = self.transport.credentials()
-            if signer is None:
-                signer = self._signers[target.region] = Signer(self.credentials, target.region)
-            endpoint = self._endpoints[target] = _Endpoint(target, signer)
+            endpoint = self._endpoints[target] = self.transport.endpoint(target, self.credentials)
         return endpoint
 
     # event loop's thread
 
     def _enqueue(self, endpoint: _Endpoint, connection_ids: list[str]) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        for connection_id in connection_ids:
-            self._queue.put_nowait((connection_id, endpoint, 1))
-        wanted = min(self.transport.max_concurrency, self._workers + len(connection_ids))
+        self._queue.extend((connection_id, endpoint, 1) for connection_id in connection_ids)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Enough workers for the queue, up to ``max_concurrency``; each exits when it finds
+        the queue empty, so a finished batch leaves no task behind."""
+        wanted = min(self.transport.max_concurrency, self._workers + len(self._queue))
         while self._workers < wanted:
             self._workers += 1
             self.loop.create_task(self._worker())
 
-    def _close(self) -> None:
-        self._closed = True
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        with self._space:
-            idle = self._outstanding == 0
-        if self._closed and idle and not self._done.done():
-            if self._queue is not None:
-                for _ in range(self._workers):
-                    self._queue.put_nowait(None)
-            self._done.set_result(None)
-
     def _complete(self, result: Result) -> None:
-        self._results.append(result)
+        self._results.append(result)  # before the count: whoever sees 0 sees every result
         with self._space:
             self._outstanding -= 1
             self._space.notify()
             waiters, self._space_waiters = self._space_waiters, []
+            finished = self._closed and self._outstanding == 0
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        if self._closed:
-            self._maybe_done()
+        if finished:
+            self._done.set_result(None)
 
     async def _worker(self) -> None:
-        assert self._queue is not None
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            await self._attempt(*item)
+        queue = self._queue
+        try:
+            while queue:
+                await self._attempt(*queue.popleft())
+        finally:
+            self._workers -= 1
 
     async def _attempt(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
         transport = self.transport
@@ -377,8 +374,8 @@ class _AsyncBatch(Batch):
         self._complete(Result(connection_id, outcome, reason, attempt, data))
 
     def _retry(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
-        assert self._queue is not None
-        self._queue.put_nowait((connection_id, endpoint, attempt))
+        self._queue.append((connection_id, endpoint, attempt))
+        self._spawn()
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -421,6 +418,10 @@ class ManagementApiTransport(BaseTransport):
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._boto_session: Any = None
+        #: Per target and credentials: the parsed endpoint and its signer (whose signing key is
+        #: derived once a day), shared by every batch instead of rebuilt for each.
+        self._endpoints: dict[tuple[Target, Credentials], _Endpoint] = {}
+        self._endpoints_lock = threading.Lock()
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the attempt after ``attempt``: the server's ``Retry-After``
@@ -464,6 +465,20 @@ class ManagementApiTransport(BaseTransport):
             raise NoCredentialsError()
         frozen = found.get_frozen_credentials()
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    def endpoint(self, target: Target, credentials: Credentials) -> _Endpoint:
+        """The request data for ``target`` signed with ``credentials`` (new credentials, e.g.
+        refreshed ones, get a new signer)."""
+        key = (target, credentials)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            with self._endpoints_lock:
+                if len(self._endpoints) >= _MAX_CACHED_ENDPOINTS:
+                    self._endpoints.clear()  # rotated credentials: drop the old signers
+                endpoint = self._endpoints[key] = _Endpoint(
+                    target, Signer(credentials, target.region)
+                )
+        return endpoint
 
     def target_for(self, default: Target) -> Target:
         return Target(self.endpoint_url, default.region) if self.endpoint_url else default

@@ -1,0 +1,308 @@
+"""The event pipeline's session statements, built once per database and run with new values.
+
+Building a query with the ORM (filters, joins, compilation, model instances) cost more CPU than
+running it: a message spent most of its time in ``select_related("user").get(...)``. The three
+statements every event runs on ``WebSocketSession`` are therefore built once per database alias
+from model metadata and the connection's own operations (quoting, parameter adaptation, the
+backend's upsert clause, ``RETURNING`` support), then executed with fresh parameters. The
+statements are the same as the ORM's, one per event, so query counts do not change.
+
+Vendor differences are left to Django: the upsert is compiled by Django's own ``InsertQuery``
+(``ON CONFLICT … DO UPDATE`` on PostgreSQL and SQLite, ``ON DUPLICATE KEY UPDATE`` on MySQL and
+MariaDB) and checked against the parameters this module computes; should a backend compile it
+differently, the upsert falls back to ``bulk_create`` instead of guessing. A backend that needs
+its own form of a statement gets a branch in the matching ``_build_*`` function.
+
+Nothing here caches data: only SQL text and the list of columns, keyed by alias, vendor and user
+model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.signals import setting_changed
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
+from django.dispatch import receiver
+from django.utils import timezone
+
+from .models import WebSocketSession
+
+#: Session columns a repeated ``$connect`` for the same connection id overwrites.
+SESSION_UPSERT_FIELDS = (
+    "gateway",
+    "channel_name",
+    "state",
+    "connected",
+    "user",
+    "source_ip",
+    "user_agent",
+    "connected_at",
+    "last_seen_at",
+    "disconnected_at",
+)
+
+_USER_FIELD = WebSocketSession._meta.get_field("user")
+
+Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
+
+
+def _converters(
+    fields: list[Field], db: BaseDatabaseWrapper
+) -> list[tuple[int, list[Converter], Any]]:
+    """What the ORM's compiler would apply to each column read back (only non-empty ones)."""
+    found = []
+    for index, field in enumerate(fields):
+        column = field.get_col(field.model._meta.db_table)
+        converters = db.ops.get_db_converters(column) + column.get_db_converters(db)
+        if converters:
+            found.append((index, converters, column))
+    return found
+
+
+# The message's session (and its user) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SessionLookup:
+    sql: str
+    session_names: list[str]
+    user_names: list[str]
+    user_model: type[Model]
+    user_pk_index: int
+    converters: list[tuple[int, list[Converter], Any]]
+
+
+def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup:
+    """``SELECT session.*, user.* … LEFT OUTER JOIN user … WHERE …``: what
+    ``select_related("user").get(...)`` runs, without building it on every message."""
+    qn = db.ops.quote_name
+    meta = WebSocketSession._meta
+    user_model = get_user_model()
+    user_meta = user_model._meta
+    session_fields = list(meta.concrete_fields)
+    user_fields = list(user_meta.concrete_fields)
+    table, user_table = qn(meta.db_table), qn(user_meta.db_table)
+
+    def column(field: Field) -> str:
+        return f"{qn(field.model._meta.db_table)}.{qn(field.column)}"
+
+    columns = ", ".join(column(f) for f in session_fields + user_fields)
+    user_fk = meta.get_field("user")
+    sql = (
+        f"SELECT {columns} FROM {table} LEFT OUTER JOIN {user_table} "  # noqa: S608
+        f"ON ({column(user_fk)} = {column(user_meta.pk)}) "
+        f"WHERE {column(meta.get_field('connection_id'))} = %s "
+        f"AND {column(meta.get_field('gateway'))} = %s "
+        f"AND {column(meta.get_field('connected'))} = %s"
+    )
+    return _SessionLookup(
+        sql=sql,
+        session_names=[f.attname for f in session_fields],
+        user_names=[f.attname for f in user_fields],
+        user_model=user_model,
+        user_pk_index=user_fields.index(user_meta.pk),
+        converters=_converters(session_fields + user_fields, db),
+    )
+
+
+def find_connected_session(connection_id: str, gateway_id: int) -> WebSocketSession | None:
+    """The connected session with this id on this gateway, its user loaded; one query.
+
+    Same statement, same rows and the same instances (``session.user`` cached, no query) as
+    ``WebSocketSession.objects.select_related("user").get(..., connected=True)``.
+    """
+    alias = router.db_for_read(WebSocketSession)
+    db = connections[alias]
+    lookup = _lookup(alias, db)
+    with db.cursor() as cursor:
+        cursor.execute(lookup.sql, [connection_id, gateway_id, True])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, converters, column in lookup.converters:
+        value = values[index]
+        for converter in converters:
+            value = converter(value, column, db)
+        values[index] = value
+    split = len(lookup.session_names)
+    session = WebSocketSession.from_db(alias, lookup.session_names, values[:split])
+    user_values = values[split:]
+    user = None
+    if user_values[lookup.user_pk_index] is not None:  # LEFT JOIN: NULLs for no user
+        user = lookup.user_model.from_db(alias, lookup.user_names, user_values)
+    _USER_FIELD.set_cached_value(session, user)
+    return session
+
+
+# $disconnect --------------------------------------------------------------------------------------
+
+
+def _build_close(db: BaseDatabaseWrapper) -> str:
+    qn = db.ops.quote_name
+    meta = WebSocketSession._meta
+    col = {name: qn(meta.get_field(name).column) for name in _CLOSE_COLUMNS}
+    return (
+        f"UPDATE {qn(meta.db_table)} SET {col['connected']} = %s, {col['state']} = %s, "  # noqa: S608
+        f"{col['disconnected_at']} = %s WHERE {col['connection_id']} = %s "
+        f"AND {col['gateway']} = %s AND {col['connected']} = %s"
+    )
+
+
+_CLOSE_COLUMNS = ("connected", "state", "disconnected_at", "connection_id", "gateway")
+
+
+def close_session(connection_id: str, gateway_id: int, when: datetime) -> int:
+    """Mark the connected session with this id on this gateway closed; one UPDATE.
+
+    The statement ``WebSocketSession.objects.filter(...).mark_closed(when)`` runs; returns the
+    number of rows changed (0 when it was unknown or already closed).
+    """
+    alias = router.db_for_write(WebSocketSession)
+    db = connections[alias]
+    sql = _statement("close", alias, db, _build_close)
+    stamp = WebSocketSession._meta.get_field("disconnected_at").get_db_prep_save(when, db)
+    with db.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [False, WebSocketSession.State.CLOSED.value, stamp, connection_id, gateway_id, True],
+        )
+        return cursor.rowcount
+
+
+# $connect ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    sql: str
+    fields: list[Field]
+    #: The primary key comes back (``RETURNING``) on backends that can return it from an upsert.
+    returns_pk: bool
+
+
+def _upsert_fields() -> list[Field]:
+    meta = WebSocketSession._meta
+    return [f for f in meta.concrete_fields if not f.generated and f is not meta.pk]
+
+
+def _upsert_params(session: WebSocketSession, fields: list[Field], db: BaseDatabaseWrapper) -> list:
+    return [field.get_db_prep_save(getattr(session, field.attname), db) for field in fields]
+
+
+def _build_upsert(db: BaseDatabaseWrapper, alias: str) -> _Upsert | None:
+    """The INSERT ``bulk_create([session], update_conflicts=True, …)`` runs, compiled by Django
+    for this backend; ``None`` when its parameters are not the plain column values (the caller
+    then uses ``bulk_create``)."""
+    meta = WebSocketSession._meta
+    features = db.features
+    # MySQL/MariaDB infer the conflict target and refuse an explicit one.
+    unique = (
+        [meta.get_field("connection_id")] if features.supports_update_conflicts_with_target else []
+    )
+    fields = _upsert_fields()
+    query = InsertQuery(
+        WebSocketSession,
+        on_conflict=OnConflict.UPDATE,
+        update_fields=[meta.get_field(name) for name in SESSION_UPSERT_FIELDS],
+        unique_fields=unique,
+    )
+    now = timezone.now()
+    probe = WebSocketSession(
+        connection_id="\x00probe",
+        gateway_id=-1,
+        channel_name="\x00channel",
+        state=WebSocketSession.State.CONNECTING,
+        connected=True,
+        user_id=-2,
+        source_ip="192.0.2.1",
+        user_agent="\x00agent",
+        connected_at=now,
+        last_seen_at=now,
+        disconnected_at=None,
+    )
+    query.insert_values(fields, [probe])
+    compiler = query.get_compiler(using=alias)
+    returns_pk = bool(features.can_return_rows_from_bulk_insert)
+    compiler.returning_fields = meta.db_returning_fields if returns_pk else None
+    statements = compiler.as_sql()
+    if len(statements) != 1:
+        return None
+    sql, params = statements[0]
+    if list(params) != _upsert_params(probe, fields, db):
+        return None
+    return _Upsert(sql=sql, fields=fields, returns_pk=returns_pk)
+
+
+def upsert_session(session: WebSocketSession) -> None:
+    """Insert the new session, or overwrite the row of a repeated ``$connect`` for the same
+    connection id; one statement. Sets ``session.pk`` where the backend returns it, as
+    ``bulk_create`` does."""
+    alias = router.db_for_write(WebSocketSession)
+    db = connections[alias]
+    upsert = _statement("upsert", alias, db, lambda db: _build_upsert(db, alias))
+    if upsert is None:
+        WebSocketSession.objects.using(alias).bulk_create(
+            [session],
+            update_conflicts=True,
+            unique_fields=(
+                ["connection_id"] if db.features.supports_update_conflicts_with_target else None
+            ),
+            update_fields=list(SESSION_UPSERT_FIELDS),
+        )
+        return
+    with db.cursor() as cursor:
+        cursor.execute(upsert.sql, _upsert_params(session, upsert.fields, db))
+        if upsert.returns_pk:
+            row = db.ops.fetch_returned_insert_rows(cursor)[0]
+            session.pk = row[0]
+    session._state.adding = False
+    session._state.db = alias
+
+
+# The cache of built statements -------------------------------------------------------------------
+
+_built: dict[tuple[str, str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _statement(name: str, alias: str, db: BaseDatabaseWrapper, build: Callable[[Any], Any]) -> Any:
+    key = (name, alias, db.vendor, "")
+    try:
+        return _built[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key not in _built:
+            _built[key] = build(db)
+        return _built[key]
+
+
+def _lookup(alias: str, db: BaseDatabaseWrapper) -> _SessionLookup:
+    key = ("lookup", alias, db.vendor, settings.AUTH_USER_MODEL)
+    try:
+        return _built[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    with _lock:
+        if key not in _built:
+            _built[key] = _build_lookup(db)
+        return _built[key]  # type: ignore[no-any-return]
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "AUTH_USER_MODEL", "DATABASE_ROUTERS"):
+        with _lock:
+            _built.clear()
