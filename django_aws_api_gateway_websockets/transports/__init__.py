@@ -124,13 +124,23 @@ def _transport(path: str, options_key: str) -> BaseTransport:
     return import_string(path)(**options)
 
 
+#: The transport for the current settings (cleared when they change).
+_active: BaseTransport | None = None
+
+
 def get_transport() -> BaseTransport:
     """The configured transport (one instance per process, so connections are shared)."""
-    options = ws_settings.TRANSPORT_OPTIONS or {}
-    return _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+    global _active
+    active = _active
+    if active is None:
+        options = ws_settings.TRANSPORT_OPTIONS or {}
+        active = _active = _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+    return active
 
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _active
     if setting == "AWS_API_GATEWAY_WEBSOCKETS":
+        _active = None
         _transport.cache_clear()

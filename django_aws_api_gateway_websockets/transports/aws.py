@@ -37,6 +37,7 @@ from asgiref.sync import sync_to_async
 
 from .. import __version__
 from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target, classify
+from .blocking import BlockingPool
 from .http import ConnectionPool, Response, request
 from .sigv4 import Credentials, Signer, payload_hash
 
@@ -74,6 +75,9 @@ class _EventLoopThread:
         self._pid = 0
 
     def get(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
@@ -89,21 +93,36 @@ _loop_thread = _EventLoopThread()
 
 
 class _RateLimiter:
-    """A token bucket on the event loop: ``rate`` per second, bursts of a tenth of a second."""
+    """A token bucket: ``rate`` per second, bursts of a tenth of a second. The event loop waits
+    for its turn; a direct send from a caller's thread only goes when a token is free now."""
 
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self.burst = max(1.0, (rate or 0) / 10) * self.interval
         self.next_free = 0.0
+        self._lock = threading.Lock()
 
     async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.interval:
             return
-        now = loop.time()
-        slot = max(self.next_free, now - self.burst)
-        self.next_free = slot + self.interval
+        now = loop.time()  # time.monotonic(), the clock try_acquire() reads
+        with self._lock:
+            slot = max(self.next_free, now - self.burst)
+            self.next_free = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is free at once (never waits)."""
+        if not self.interval:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            slot = max(self.next_free, now - self.burst)
+            if slot > now:
+                return False
+            self.next_free = slot + self.interval
+            return True
 
 
 def retry_after(response: Response | None, now: float | None = None) -> float | None:
@@ -235,6 +254,8 @@ class _AsyncBatch(Batch):
         if not connection_ids:
             return
         endpoint = self._endpoint(target)
+        if len(connection_ids) == 1 and self._direct(endpoint, connection_ids[0]):
+            return
         limit = self.transport.max_pending
         with self._space:
             self._space.wait_for(lambda: self._outstanding < limit)
@@ -328,9 +349,8 @@ class _AsyncBatch(Batch):
         finally:
             self._workers -= 1
 
-    async def _attempt(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
-        transport = self.transport
-        await transport.rate_limiter.wait(self.loop)
+    def _head(self, endpoint: _Endpoint, connection_id: str) -> bytes:
+        """The signed request line and headers, up to the blank line."""
         path = endpoint.path(connection_id)
         headers = endpoint.signer.headers(
             self.operation,
@@ -345,13 +365,59 @@ class _AsyncBatch(Batch):
         if self.operation == POST:
             head.append(f"Content-Length: {len(self.payload)}")
         head.append("\r\n")
+        return "\r\n".join(head).encode("latin-1")
+
+    def _direct(self, endpoint: _Endpoint, connection_id: str) -> bool:
+        """The first attempt of a one-recipient submit, made from the caller's thread (see
+        :mod:`.blocking`); a retry goes to the event loop. ``False``: not attempted here (the
+        transport sends through its loop only, or ``max_rate`` has no token free right now)."""
+        transport = self.transport
+        if not transport.direct_single_sends or transport.shared_quota is not None:
+            return False
+        if not transport.rate_limiter.try_acquire():
+            return False
+        reason = ""
+        response: Response | None = None
         try:
+            data = self._head(endpoint, connection_id)
+            if self.operation == POST:
+                data += self.payload
+            response = transport.blocking_pool(endpoint.pool_key).request(data, transport.timeout)
+        except OSError as exc:  # network, timeouts, protocol errors: retried
+            outcome: Outcome | None = None
+            reason = type(exc).__name__
+        except Exception as exc:  # e.g. an unencodable host name: final, as on the loop
+            outcome, reason = Outcome.FAILED, type(exc).__name__
+        else:
+            reason = "" if 200 <= response.status < 300 else error_code(response)
+            outcome = classify(response.status, reason)
+        if outcome is None:
+            if transport.max_attempts > 1:
+                delay = transport.backoff(1, retry_after(response))
+                with self._space:
+                    self._outstanding += 1
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, delay, self._retry, connection_id, endpoint, 2
+                )
+                return True
+            outcome = Outcome.FAILED
+        body = None
+        if outcome is Outcome.OK and self.operation == GET and response is not None:
+            body = _json_object(response.body)
+        self._results.append(Result(connection_id, outcome, reason, 1, body))
+        return True
+
+    async def _attempt(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
+        transport = self.transport
+        await transport.rate_limiter.wait(self.loop)
+        try:
+            head = self._head(endpoint, connection_id)
             async with transport.slots():
                 if transport.shared_quota is not None:
                     await transport.shared_quota.acquire(self.loop)
                 response = await request(
                     transport.pool(endpoint.pool_key),
-                    "\r\n".join(head).encode("latin-1"),
+                    head,
                     self.payload if self.operation == POST else b"",
                     transport.timeout,
                 )
@@ -401,6 +467,7 @@ class ManagementApiTransport(BaseTransport):
         max_pending: int | None = None,
         endpoint_url: str | None = None,
         shared_rate: str | None = None,
+        direct_single_sends: bool = True,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
@@ -418,6 +485,10 @@ class ManagementApiTransport(BaseTransport):
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._boto_session: Any = None
+        #: A one-recipient send from synchronous code makes its first attempt from the
+        #: caller's thread (:mod:`.blocking`), not through the event loop.
+        self.direct_single_sends = bool(direct_single_sends)
+        self._blocking_pools: dict[tuple[str, int, bool], BlockingPool] = {}
         #: Per target and credentials: the parsed endpoint and its signer (whose signing key is
         #: derived once a day), shared by every batch instead of rebuilt for each.
         self._endpoints: dict[tuple[Target, Credentials], _Endpoint] = {}
@@ -450,6 +521,13 @@ class ManagementApiTransport(BaseTransport):
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = ConnectionPool(*key)
+        return pool
+
+    def blocking_pool(self, key: tuple[str, int, bool]) -> BlockingPool:
+        """The keep-alive sockets of direct sends to one host, shared by the caller threads."""
+        pool = self._blocking_pools.get(key)
+        if pool is None:
+            pool = self._blocking_pools.setdefault(key, BlockingPool(*key))
         return pool
 
     def credentials(self) -> Credentials:
