@@ -66,15 +66,22 @@ class BlockingPool:
         sock = self._take()
         if sock is not None:
             try:
-                return self._exchange(sock, data, timeout)
+                return self._exchange(sock, data, timeout, reused=True)
             except StaleConnection:
                 pass
-        return self._exchange(self._connect(timeout), data, timeout)
+        return self._exchange(self._connect(timeout), data, timeout, reused=False)
 
-    def _exchange(self, sock: socket.socket, data: bytes, timeout: float) -> Response:
+    def _exchange(
+        self, sock: socket.socket, data: bytes, timeout: float, *, reused: bool
+    ) -> Response:
         try:
             sock.settimeout(timeout)
-            sock.sendall(data)
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                if reused:  # closed while idle: the request never left
+                    raise StaleConnection(str(exc)) from exc
+                raise
             response, reusable = read_response(sock)
         except BaseException:
             sock.close()
