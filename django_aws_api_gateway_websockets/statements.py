@@ -1,4 +1,5 @@
-"""The event pipeline's session statements, built once per database and run with new values.
+"""The event pipeline's session statements, built once per database and run with new values, and
+the transaction ``$connect`` runs in.
 
 Building a query with the ORM (filters, joins, compilation, model instances) cost more CPU than
 running it: a message spent most of its time in ``select_related("user").get(...)``. The three
@@ -20,7 +21,8 @@ model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,14 +30,26 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.signals import setting_changed
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model
+from django.db.models import (
+    AutoField,
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    Field,
+    ForeignKey,
+    IntegerField,
+    Model,
+    SmallAutoField,
+)
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 from django.dispatch import receiver
 from django.utils import timezone
 
+from .exceptions import WebSocketRefusal
 from .models import WebSocketSession
 
 #: Session columns a repeated ``$connect`` for the same connection id overwrites.
@@ -187,7 +201,9 @@ def close_session(connection_id: str, gateway_id: int, when: datetime) -> int:
 @dataclass(frozen=True)
 class _Upsert:
     sql: str
-    fields: list[Field]
+    #: Per column: attribute name, field, and the Python types whose value is already what the
+    #: driver gets (``get_db_prep_save`` would return it unchanged).
+    columns: list[tuple[str, Field, tuple[type, ...]]]
     #: The primary key comes back (``RETURNING``) on backends that can return it from an upsert.
     returns_pk: bool
 
@@ -197,8 +213,37 @@ def _upsert_fields() -> list[Field]:
     return [f for f in meta.concrete_fields if not f.generated and f is not meta.pk]
 
 
-def _upsert_params(session: WebSocketSession, fields: list[Field], db: BaseDatabaseWrapper) -> list:
-    return [field.get_db_prep_save(getattr(session, field.attname), db) for field in fields]
+_INTEGER_KEYS = (AutoField, BigAutoField, SmallAutoField, IntegerField, BigIntegerField)
+
+
+def _unchanged_types(field: Field) -> tuple[type, ...]:
+    """Types ``field.get_db_prep_save`` passes through as they are; exact classes only (a
+    subclass may prepare values its own way). Everything else goes through the field."""
+    if type(field) is CharField:
+        return (str,)
+    if type(field) is BooleanField:
+        return (bool,)
+    if type(field) is ForeignKey and type(field.target_field) in _INTEGER_KEYS:
+        return (int,)
+    return ()
+
+
+def _upsert_columns(fields: list[Field]) -> list[tuple[str, Field, tuple[type, ...]]]:
+    return [(field.attname, field, _unchanged_types(field)) for field in fields]
+
+
+def _upsert_params(
+    session: WebSocketSession,
+    columns: list[tuple[str, Field, tuple[type, ...]]],
+    db: BaseDatabaseWrapper,
+) -> list[Any]:
+    params = []
+    for attname, field, unchanged in columns:
+        value = getattr(session, attname)
+        if value is not None and type(value) not in unchanged:
+            value = field.get_db_prep_save(value, db)
+        params.append(value)
+    return params
 
 
 def _build_upsert(db: BaseDatabaseWrapper, alias: str) -> _Upsert | None:
@@ -240,9 +285,12 @@ def _build_upsert(db: BaseDatabaseWrapper, alias: str) -> _Upsert | None:
     if len(statements) != 1:
         return None
     sql, params = statements[0]
-    if list(params) != _upsert_params(probe, fields, db):
+    columns = _upsert_columns(fields)
+    # The check that makes reusing the SQL safe: Django's parameters for a sample session must
+    # be exactly what upsert_session() computes.
+    if list(params) != _upsert_params(probe, columns, db):
         return None
-    return _Upsert(sql=sql, fields=fields, returns_pk=returns_pk)
+    return _Upsert(sql=sql, columns=columns, returns_pk=returns_pk)
 
 
 def upsert_session(session: WebSocketSession) -> None:
@@ -263,12 +311,43 @@ def upsert_session(session: WebSocketSession) -> None:
         )
         return
     with db.cursor() as cursor:
-        cursor.execute(upsert.sql, _upsert_params(session, upsert.fields, db))
+        cursor.execute(upsert.sql, _upsert_params(session, upsert.columns, db))
         if upsert.returns_pk:
             row = db.ops.fetch_returned_insert_rows(cursor)[0]
             session.pk = row[0]
     session._state.adding = False
     session._state.db = alias
+
+
+# One transaction for $connect -------------------------------------------------------------------
+
+#: Backends whose ``$connect`` statements share one transaction (measured: one commit, one WAL
+#: flush on PostgreSQL, instead of one per statement). MySQL/MariaDB keep a transaction per
+#: statement, as before: there the rate-limit upsert may have to be retried after an InnoDB
+#: deadlock, which it can only do outside a transaction.
+ONE_COMMIT_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+@contextmanager
+def connect_transaction(using: str) -> Iterator[None]:
+    """The ``$connect`` statements in one transaction where :data:`ONE_COMMIT_VENDORS` says so.
+
+    A refusal raised inside still commits what ran before it (the spent token, the counted
+    attempt), exactly as when each statement committed on its own; any other error rolls the
+    whole ``$connect`` back (no session, the token unspent). Inside an outer transaction
+    (``ATOMIC_REQUESTS``) it adds no savepoint: the outer one decides.
+    """
+    if connections[using].vendor not in ONE_COMMIT_VENDORS:
+        yield
+        return
+    refusal: WebSocketRefusal | None = None
+    with transaction.atomic(using=using, savepoint=False):
+        try:
+            yield
+        except WebSocketRefusal as exc:
+            refusal = exc
+    if refusal is not None:
+        raise refusal
 
 
 # The cache of built statements -------------------------------------------------------------------

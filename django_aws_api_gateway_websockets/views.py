@@ -14,8 +14,7 @@ raised where it is detected and turned into a response in ``dispatch``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any, ClassVar
@@ -23,7 +22,7 @@ from typing import Any, ClassVar
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
-from django.db import router, transaction
+from django.db import router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -83,23 +82,6 @@ def _lazy_user(pk: int | None) -> Any:
         return user_model._default_manager.filter(pk=pk).first() or AnonymousUser()
 
     return SimpleLazyObject(load)
-
-
-@contextmanager
-def _one_commit(using: str) -> Iterator[None]:
-    """The ``$connect`` statements in one transaction: one commit (one WAL flush on PostgreSQL)
-    instead of one per statement. A refusal raised inside still commits what ran before it (the
-    spent token, the counted attempt), exactly as when each statement committed on its own; any
-    other error rolls the whole ``$connect`` back (no session, the token unspent). Inside an
-    outer transaction (``ATOMIC_REQUESTS``) it adds no savepoint: the outer one decides."""
-    refusal: WebSocketRefusal | None = None
-    with transaction.atomic(using=using, savepoint=False):
-        try:
-            yield
-        except WebSocketRefusal as exc:
-            refusal = exc
-    if refusal is not None:
-        raise refusal
 
 
 _NO_REPLY_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -231,7 +213,7 @@ class WebSocketView(View):
             event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
         )
         throttles = self.get_throttles()
-        with _one_commit(router.db_for_write(WebSocketSession)):
+        with statements.connect_transaction(router.db_for_write(WebSocketSession)):
             session = self._open_session(request, channel, throttles, now)
         self.websocket_session = session
         signals.connected.send(sender=type(self), session=session, request=request)
