@@ -157,10 +157,14 @@ def _consume_returning(
     active = _active_field()
     if active is not None:
         user_meta = get_user_model()._meta
-        # Identifiers come from model metadata and are quoted; values are parameters.
+        user_table = qn(user_meta.db_table)
+        # Identifiers come from model metadata and are quoted; values are parameters. EXISTS on
+        # the owner's primary key: one index lookup (``IN (SELECT … WHERE is_active)`` read
+        # every active user on each $connect).
         where += (
-            f" AND ({col['user']} IS NULL OR {col['user']} IN (SELECT {qn(user_meta.pk.column)} "  # noqa: S608
-            f"FROM {qn(user_meta.db_table)} WHERE {qn(active.column)} = %s))"
+            f" AND ({col['user']} IS NULL OR EXISTS (SELECT 1 FROM {user_table} "  # noqa: S608
+            f"WHERE {user_table}.{qn(user_meta.pk.column)} = {qn(meta.db_table)}.{col['user']} "
+            f"AND {user_table}.{qn(active.column)} = %s))"
         )
         params.append(True)
     sql = (
