@@ -97,13 +97,17 @@ class _SessionLookup:
     converters: list[tuple[int, list[Converter], Any]]
 
 
-def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup:
+def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup | None:
     """``SELECT session.*, user.* … LEFT OUTER JOIN user … WHERE …``: what
-    ``select_related("user").get(...)`` runs, without building it on every message."""
+    ``select_related("user").get(...)`` runs, without building it on every message. ``None`` for
+    a user model with multi-table inheritance (its columns span several tables): the ORM then
+    builds the joins."""
     qn = db.ops.quote_name
     meta = WebSocketSession._meta
     user_model = get_user_model()
     user_meta = user_model._meta
+    if user_meta.parents:
+        return None
     session_fields = list(meta.concrete_fields)
     user_fields = list(user_meta.concrete_fields)
     table, user_table = qn(meta.db_table), qn(user_meta.db_table)
@@ -139,6 +143,13 @@ def find_connected_session(connection_id: str, gateway_id: int) -> WebSocketSess
     alias = router.db_for_read(WebSocketSession)
     db = connections[alias]
     lookup = _lookup(alias, db)
+    if lookup is None:
+        return (
+            WebSocketSession.objects.using(alias)
+            .select_related("user")
+            .filter(connection_id=connection_id, gateway_id=gateway_id, connected=True)
+            .first()
+        )
     with db.cursor() as cursor:
         cursor.execute(lookup.sql, [connection_id, gateway_id, True])
         row = cursor.fetchone()
@@ -368,7 +379,7 @@ def _statement(name: str, alias: str, db: BaseDatabaseWrapper, build: Callable[[
         return _built[key]
 
 
-def _lookup(alias: str, db: BaseDatabaseWrapper) -> _SessionLookup:
+def _lookup(alias: str, db: BaseDatabaseWrapper) -> _SessionLookup | None:
     key = ("lookup", alias, db.vendor, settings.AUTH_USER_MODEL)
     try:
         return _built[key]  # type: ignore[no-any-return]

@@ -75,6 +75,22 @@ def test_lookup_returns_the_session_with_its_user_in_one_query(gateway, user):
     assert len(queries) == 1
 
 
+def test_lookup_falls_back_to_the_orm_when_it_cannot_be_prebuilt(gateway, user, monkeypatch):
+    """A user model with multi-table inheritance spans several tables: the ORM joins them."""
+    monkeypatch.setattr(statements, "_build_lookup", lambda db: None)
+    statements._built.clear()
+    try:
+        session = _session(gateway, user)
+        statements.upsert_session(session)
+        with CaptureQueriesContext(connection) as queries:
+            found = statements.find_connected_session(session.connection_id, gateway.pk)
+            assert found is not None and found.user == user
+        assert len(queries) == 1
+        assert statements.find_connected_session("unknown", gateway.pk) is None
+    finally:
+        statements._built.clear()
+
+
 def test_lookup_of_an_anonymous_session_has_no_user(gateway):
     session = _session(gateway)
     statements.upsert_session(session)
