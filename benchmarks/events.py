@@ -382,48 +382,44 @@ class Bench:
             tokens.append(mint_token(self.users[self.next_user]).token)
         return tokens
 
-    def steps(self, n: int) -> dict[str, Callable[[], None]]:
-        """``n`` events of each type, with everything they need prepared outside the timing."""
+    def events(self, n: int) -> dict[str, Callable[[int], None]]:
+        """Event ``i`` (of ``n``) of each type, with everything they need prepared here, outside
+        the timing. Event ``i`` of the message and of ``$disconnect`` use the connection that
+        event ``i`` of ``$connect`` with token opened, so the types run in this order."""
         public_ids, chat_ids = self.fresh_ids(n), self.fresh_ids(n)
         public_ips = [next(self.ips) for _ in range(n)]
         chat_ips = [next(self.ips) for _ in range(n)]
         tokens = self.mint(n)
         public, chat, check, tally = self.public, self.chat, self.check, self.tally
 
-        def bare() -> None:
-            for _ in range(n):
-                check(self.bare(), "the bare view")
-                tally("bare")
+        def bare(i: int) -> None:
+            check(self.bare(), "the bare view")
+            tally("bare")
 
-        def bare_write() -> None:
-            for _ in range(n):
-                check(self.bare("/bench/bare-write"), "the bare write view")
-                tally("bare_write")
+        def bare_write(i: int) -> None:
+            check(self.bare("/bench/bare-write"), "the bare write view")
+            tally("bare_write")
 
-        def connect_public() -> None:
-            for cid, ip in zip(public_ids, public_ips, strict=True):
-                public.source_ip = ip
-                check(public.connect(connection_id=cid), "$connect without token")
-                tally("connect_public")
+        def connect_public(i: int) -> None:
+            public.source_ip = public_ips[i]
+            check(public.connect(connection_id=public_ids[i]), "$connect without token")
+            tally("connect_public")
 
-        def connect_token() -> None:
-            for cid, ip, token in zip(chat_ids, chat_ips, tokens, strict=True):
-                chat.source_ip = ip
-                check(chat.connect(token=token, connection_id=cid), "$connect with token")
-                tally("connect_token")
+        def connect_token(i: int) -> None:
+            chat.source_ip = chat_ips[i]
+            check(chat.connect(token=tokens[i], connection_id=chat_ids[i]), "$connect with token")
+            tally("connect_token")
 
-        def message() -> None:
-            for cid in chat_ids:
-                response = chat.message(MESSAGE_BODY, connection_id=cid)
-                check(response, "the message")
-                if reply_of(response) != {"handler": "echo", "data": MESSAGE_BODY}:
-                    raise BenchmarkError(f"unexpected reply {response.content[:300]!r}")
-                tally("message")
+        def message(i: int) -> None:
+            response = chat.message(MESSAGE_BODY, connection_id=chat_ids[i])
+            check(response, "the message")
+            if reply_of(response) != {"handler": "echo", "data": MESSAGE_BODY}:
+                raise BenchmarkError(f"unexpected reply {response.content[:300]!r}")
+            tally("message")
 
-        def disconnect() -> None:
-            for cid in chat_ids:
-                check(chat.disconnect(connection_id=cid), "$disconnect")
-                tally("disconnect")
+        def disconnect(i: int) -> None:
+            check(chat.disconnect(connection_id=chat_ids[i]), "$disconnect")
+            tally("disconnect")
 
         return {
             "bare": bare,
@@ -434,16 +430,33 @@ class Bench:
             "disconnect": disconnect,
         }
 
+    def steps(self, n: int) -> dict[str, Callable[[], None]]:
+        """``n`` events of one type after the other, per type (for the profiler). The message
+        and ``$disconnect`` steps need the ``$connect`` with token step to have run first."""
+        events = self.events(n)
+
+        def run_all(event: Callable[[int], None]) -> Callable[[], None]:
+            return lambda: [event(i) for i in range(n)] and None
+
+        return {key: run_all(event) for key, event in events.items()}
+
     def play_round(self, n: int, *, record: bool) -> None:
+        """``n`` events of each type, interleaved event by event (one of each type in turn), so
+        that a burst of other load on the machine slows every type alike."""
         self.recording = record
-        for key, step in self.steps(n).items():
-            gc.collect()
-            self.counter.count = 0  # what preparing the round ran is not an event's
-            start = time.perf_counter_ns()
-            step()
-            elapsed = time.perf_counter_ns() - start
-            if record:
-                self.results[key].elapsed_ns.append(elapsed)
+        events = self.events(n)
+        elapsed = dict.fromkeys(events, 0)
+        clock = time.perf_counter_ns
+        gc.collect()
+        self.counter.count = 0  # what preparing the round ran is not an event's
+        for i in range(n):
+            for key, event in events.items():
+                start = clock()
+                event(i)
+                elapsed[key] += clock() - start
+        if record:
+            for key, ns in elapsed.items():
+                self.results[key].elapsed_ns.append(ns)
                 self.results[key].events.append(n)
 
     def capture_queries(self) -> None:
@@ -546,7 +559,8 @@ class Bench:
             f"- Python {platform.python_version()}, Django {django.get_version()}, {database}",
             f"- {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {now}",
             f"- {per_round * self.args.rounds} events per type in {self.args.rounds} rounds of "
-            f"{per_round}, each round running the two bare views and every event type in turn; "
+            f"{per_round}, each round running the two bare views and every event type one event "
+            "at a time in turn; "
             "queries counted on every one of those events"
             + (" (quick run)" if self.args.quick else ""),
         ]
