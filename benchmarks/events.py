@@ -384,13 +384,19 @@ class Bench:
 
     def events(self, n: int) -> dict[str, Callable[[int], None]]:
         """Event ``i`` (of ``n``) of each type, with everything they need prepared here, outside
-        the timing. Event ``i`` of the message and of ``$disconnect`` use the connection that
-        event ``i`` of ``$connect`` with token opened, so the types run in this order."""
-        public_ids, chat_ids = self.fresh_ids(n), self.fresh_ids(n)
+        the timing. The types are independent within one ``i``, so they may run in any order:
+        event ``i`` of the message uses the connection ``$connect`` with token opened at
+        ``i - 1``, and ``$disconnect`` at ``i`` closes the one opened at ``i - 2`` (two
+        connections are opened, and one messaged, here beforehand)."""
+        public_ids, chat_ids = self.fresh_ids(n), self.fresh_ids(n + 2)
         public_ips = [next(self.ips) for _ in range(n)]
-        chat_ips = [next(self.ips) for _ in range(n)]
-        tokens = self.mint(n)
+        chat_ips = [next(self.ips) for _ in range(n + 2)]
+        tokens = self.mint(n + 2)
         public, chat, check, tally = self.public, self.chat, self.check, self.tally
+        for i in (0, 1):  # the connections message 0 and disconnect 0 and 1 use
+            chat.source_ip = chat_ips[i]
+            check(chat.connect(token=tokens[i], connection_id=chat_ids[i]), "$connect")
+        check(chat.message(MESSAGE_BODY, connection_id=chat_ids[0]), "the message")
 
         def bare(i: int) -> None:
             check(self.bare(), "the bare view")
@@ -406,12 +412,13 @@ class Bench:
             tally("connect_public")
 
         def connect_token(i: int) -> None:
-            chat.source_ip = chat_ips[i]
-            check(chat.connect(token=tokens[i], connection_id=chat_ids[i]), "$connect with token")
+            chat.source_ip = chat_ips[i + 2]
+            response = chat.connect(token=tokens[i + 2], connection_id=chat_ids[i + 2])
+            check(response, "$connect with token")
             tally("connect_token")
 
         def message(i: int) -> None:
-            response = chat.message(MESSAGE_BODY, connection_id=chat_ids[i])
+            response = chat.message(MESSAGE_BODY, connection_id=chat_ids[i + 1])
             check(response, "the message")
             if reply_of(response) != {"handler": "echo", "data": MESSAGE_BODY}:
                 raise BenchmarkError(f"unexpected reply {response.content[:300]!r}")
@@ -431,26 +438,32 @@ class Bench:
         }
 
     def steps(self, n: int) -> dict[str, Callable[[], None]]:
-        """``n`` events of one type after the other, per type (for the profiler). The message
-        and ``$disconnect`` steps need the ``$connect`` with token step to have run first."""
+        """``n`` events of one type after the other, per type (for the profiler). Run them in
+        this order: each message and ``$disconnect`` needs its ``$connect`` to have run."""
         events = self.events(n)
 
         def run_all(event: Callable[[int], None]) -> Callable[[], None]:
-            return lambda: [event(i) for i in range(n)] and None
+            def run() -> None:
+                for i in range(n):
+                    event(i)
+
+            return run
 
         return {key: run_all(event) for key, event in events.items()}
 
     def play_round(self, n: int, *, record: bool) -> None:
-        """``n`` events of each type, interleaved event by event (one of each type in turn), so
-        that a burst of other load on the machine slows every type alike."""
+        """``n`` events of each type, interleaved event by event and in a rotating order (the
+        first request after a switch of type costs more), so that every type runs in every
+        position equally often and a burst of other load slows every type alike."""
         self.recording = record
-        events = self.events(n)
-        elapsed = dict.fromkeys(events, 0)
+        events = list(self.events(n).items())
+        elapsed = dict.fromkeys((key for key, _event in events), 0)
         clock = time.perf_counter_ns
         gc.collect()
         self.counter.count = 0  # what preparing the round ran is not an event's
         for i in range(n):
-            for key, event in events.items():
+            shift = i % len(events)
+            for key, event in events[shift:] + events[:shift]:
                 start = clock()
                 event(i)
                 elapsed[key] += clock() - start
@@ -560,7 +573,7 @@ class Bench:
             f"- {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {now}",
             f"- {per_round * self.args.rounds} events per type in {self.args.rounds} rounds of "
             f"{per_round}, each round running the two bare views and every event type one event "
-            "at a time in turn; "
+            "at a time, in a rotating order; "
             "queries counted on every one of those events"
             + (" (quick run)" if self.args.quick else ""),
         ]
