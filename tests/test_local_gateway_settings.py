@@ -305,3 +305,19 @@ def test_admin_apply_and_teardown_refuse_with_the_setting(admin_client, record):
             response = admin_client.post(url, data, follow=True)
             shown = [str(m) for m in get_messages(response.wsgi_request)]
             assert len(shown) == 1 and "LOCAL_GATEWAY_URL is set" in shown[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_local_gateway_listens_where_local_gateway_url_says(monkeypatch, record):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    monkeypatch.setattr(run_local_gateway.Command, "wait", lambda self: None)
+    out = io.StringIO()
+    with configured(LOCAL_GATEWAY_URL=f"http://127.0.0.1:{free}"):
+        call_command("run_local_gateway", stdout=out)
+    text = out.getvalue()
+    assert f"control plane http://127.0.0.1:{free}" in text
+    assert "Django sends through AWS" not in text  # the setting already points here

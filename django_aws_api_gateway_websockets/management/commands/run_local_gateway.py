@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...conf import ws_settings
+from ...endpoints import local_gateway_url
 from ...models import ApiGateway
 
 DEFAULT_PORT = 4510
@@ -24,8 +25,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port",
             type=int,
-            default=DEFAULT_PORT,
-            help=f"Port (default {DEFAULT_PORT}; 0 picks a free one).",
+            default=None,
+            help=f"Port (default: the port of LOCAL_GATEWAY_URL, else {DEFAULT_PORT}; 0 picks a "
+            "free one).",
         )
         parser.add_argument(
             "--backend-url",
@@ -76,10 +78,13 @@ class Command(BaseCommand):
                 f"The local gateway needs the local-gateway extra ({exc.name} is missing): "
                 "pip install 'django-aws-api-gateway-websockets[local-gateway]'"
             ) from exc
+        port = options["port"]
+        if port is None:
+            port = urlsplit(local_gateway_url()).port or DEFAULT_PORT
         try:
             config = GatewayConfig(
                 host=options["host"],
-                port=options["port"],
+                port=port,
                 idle_timeout=options["idle_timeout"],
                 max_duration=options["max_duration"],
                 integration_timeout=options["integration_timeout"],
@@ -118,8 +123,7 @@ class Command(BaseCommand):
                     self.stdout.write(self.style.SUCCESS(f"{item.name}: {item.websocket_url}"))
             if failed:
                 self.stderr.write(f"{len(failed)} record(s) could not be loaded (see above).")
-            configured = (ws_settings.LOCAL_GATEWAY_URL or "").rstrip("/")
-            if configured != gateway.http_url:
+            if local_gateway_url() != gateway.http_url:
                 self.stdout.write(
                     self.style.WARNING(
                         "Django sends through AWS until you set "
