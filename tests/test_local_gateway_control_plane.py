@@ -194,6 +194,13 @@ def test_auto_deploy_stages_redeploy_on_every_change(client, gateway, api):
     assert deployments[-1]["AutoDeployed"] is True
     with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
         client.create_deployment(ApiId=api_id, StageName="live")
+    manual = client.create_deployment(ApiId=api_id)
+    with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
+        client.update_stage(ApiId=api_id, StageName="live", DeploymentId=manual["DeploymentId"])
+    with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
+        client.create_stage(
+            ApiId=api_id, StageName="other", AutoDeploy=True, DeploymentId=manual["DeploymentId"]
+        )
 
 
 def test_deletes(client, gateway, api):

@@ -726,12 +726,21 @@ def _stage_output(ctx: Context, stage: Stage) -> dict[str, Any]:
     return ctx.output(stage, ApiGatewayManaged=False)
 
 
+def _no_deployment_with_auto_deploy(stage: Stage, params: dict[str, Any]) -> None:
+    """An ``AutoDeploy`` stage deploys itself: AWS refuses a ``DeploymentId`` for it."""
+    if stage.auto_deploy and params.get("DeploymentId"):
+        raise BadRequest(
+            f"Stage {stage.stage_name} has AutoDeploy enabled: it cannot take a DeploymentId."
+        )
+
+
 @handles("CreateStage")
 def create_stage(ctx: Context, params: dict[str, Any]) -> Result:
     api = ctx.store.get_api(params["ApiId"])
     stage = Stage(stage_name=params["StageName"])
     assign(stage, params, skip={"ApiId"})
     validation.stage(stage)
+    _no_deployment_with_auto_deploy(stage, params)
     if stage.stage_name in api.stages:
         raise Conflict(f"Stage {stage.stage_name} already exists")
     if stage.deployment_id:
@@ -762,6 +771,7 @@ def update_stage(ctx: Context, params: dict[str, Any]) -> Result:
     updated = dataclasses.replace(current, extra=dict(current.extra))
     assign(updated, params, skip={"ApiId", "StageName"})
     validation.stage(updated)
+    _no_deployment_with_auto_deploy(updated, params)
     if updated.deployment_id and updated.deployment_id != current.deployment_id:
         _deployment(api, updated.deployment_id)
     updated.last_updated_date = now()
