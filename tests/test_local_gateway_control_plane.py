@@ -425,6 +425,21 @@ def test_stage_refusals(client, api, params, error, message):
         client.create_stage(ApiId=api["ApiId"], **params)
 
 
+def test_route_settings_name_existing_routes(client, api):
+    settings_ = {"ThrottlingBurstLimit": 10, "ThrottlingRateLimit": 5.0}
+    with pytest.raises(client.exceptions.BadRequestException, match="Unable to find Route"):
+        client.create_stage(ApiId=api["ApiId"], StageName="s", RouteSettings={"nope": settings_})
+    client.create_route(ApiId=api["ApiId"], RouteKey="$default")
+    stage = client.create_stage(
+        ApiId=api["ApiId"],
+        StageName="s",
+        RouteSettings={"$default": settings_},
+        DefaultRouteSettings={"DataTraceEnabled": False, "LoggingLevel": "INFO"},
+    )
+    assert stage["RouteSettings"] == {"$default": settings_}
+    assert stage["DefaultRouteSettings"] == {"DataTraceEnabled": False, "LoggingLevel": "INFO"}
+
+
 def test_stage_names_are_unique_and_deployment_needs_routes(client, api):
     client.create_stage(ApiId=api["ApiId"], StageName="prod")
     with pytest.raises(client.exceptions.ConflictException):

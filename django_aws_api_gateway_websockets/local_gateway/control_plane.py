@@ -726,6 +726,15 @@ def _stage_output(ctx: Context, stage: Stage) -> dict[str, Any]:
     return ctx.output(stage, ApiGatewayManaged=False)
 
 
+def _route_settings_name_routes(api: Api, stage: Stage) -> None:
+    keys = {r.route_key for r in api.routes.values()}
+    unknown = sorted(set(stage.route_settings) - keys)
+    if unknown:
+        raise BadRequest(
+            f"Unable to find Route by key {unknown[0]} within the provided RouteSettings"
+        )
+
+
 def _no_deployment_with_auto_deploy(stage: Stage, params: dict[str, Any]) -> None:
     """An ``AutoDeploy`` stage deploys itself: AWS refuses a ``DeploymentId`` for it."""
     if stage.auto_deploy and params.get("DeploymentId"):
@@ -741,6 +750,7 @@ def create_stage(ctx: Context, params: dict[str, Any]) -> Result:
     assign(stage, params, skip={"ApiId"})
     validation.stage(stage)
     _no_deployment_with_auto_deploy(stage, params)
+    _route_settings_name_routes(api, stage)
     if stage.stage_name in api.stages:
         raise Conflict(f"Stage {stage.stage_name} already exists")
     if stage.deployment_id:
@@ -772,6 +782,7 @@ def update_stage(ctx: Context, params: dict[str, Any]) -> Result:
     assign(updated, params, skip={"ApiId", "StageName"})
     validation.stage(updated)
     _no_deployment_with_auto_deploy(updated, params)
+    _route_settings_name_routes(api, updated)
     if updated.deployment_id and updated.deployment_id != current.deployment_id:
         _deployment(api, updated.deployment_id)
     updated.last_updated_date = now()
