@@ -268,3 +268,37 @@ def test_delete_during_traffic_and_post_after_client_close(lgw, backend):
     with pytest.raises(client.exceptions.GoneException):
         client.post_to_connection(ConnectionId=connection_id, Data=b"x")
     assert contract.CONNECTION_ID.name
+
+
+def test_binary_data_and_large_messages(lgw, backend):
+    api = build_api(lgw.store, backend.url)
+    client = management_client(lgw, api)
+    with connect(ws_url(lgw, api), max_size=None) as ws:
+        connection_id = connection_id_of(backend)
+        client.post_to_connection(ConnectionId=connection_id, Data=b"\xff\xfe\x00")
+        assert ws.recv(timeout=5) == b"\xff\xfe\x00"  # not UTF-8: a binary frame
+        big = "é" * 60_000  # 120,000 bytes: above 32 KB, one message
+        client.post_to_connection(ConnectionId=connection_id, Data=big.encode())
+        assert ws.recv(timeout=5) == big
+        client.post_to_connection(ConnectionId=connection_id, Data=b"")
+        assert ws.recv(timeout=5) == ""
+
+
+def test_last_active_moves_with_traffic_in_either_direction(lgw, backend):
+    api = build_api(lgw.store, backend.url)
+    client = management_client(lgw, api)
+    with connect(ws_url(lgw, api)) as ws:
+        connection_id = connection_id_of(backend)
+        first = client.get_connection(ConnectionId=connection_id)["LastActiveAt"]
+        time.sleep(0.05)
+        ws.send("{}")
+        backend.wait_for(lambda rs: any(r.path == "/default" for r in rs))
+        second = client.get_connection(ConnectionId=connection_id)["LastActiveAt"]
+        assert second > first
+        time.sleep(0.05)
+        client.post_to_connection(ConnectionId=connection_id, Data=b"x")
+        third = client.get_connection(ConnectionId=connection_id)
+        assert third["LastActiveAt"] > second
+        assert (
+            third["ConnectedAt"] == client.get_connection(ConnectionId=connection_id)["ConnectedAt"]
+        )
