@@ -389,12 +389,6 @@ def _changed(ctx: Context, api: Api) -> None:
     ctx.store.redeploy_auto_stages(api)
 
 
-def _unsupported_members(params: dict[str, Any], names: Iterable[str], what: str) -> None:
-    given = sorted(n for n in names if n in params)
-    if given:
-        raise BadRequest(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} {what}.")
-
-
 # APIs
 
 
@@ -412,7 +406,6 @@ def create_api(ctx: Context, params: dict[str, Any]) -> Result:
         raise Conflict(f"An API with id {wanted} already exists.")
     api = Api(api_id=wanted, name=params["Name"])
     assign(api, params)
-    api.tags = dict(params.get("Tags", {}))
     return _api_output(ctx, ctx.store.add_api(api))
 
 
