@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ class Command(BaseCommand):
         "Run the local API Gateway (WebSocket data plane, Management API and apigatewayv2 "
         "control plane on one port) and load every ApiGateway record into it through the "
         "provisioning layer. Point Django at it with AWS_API_GATEWAY_WEBSOCKETS"
-        "['LOCAL_GATEWAY_URL']. Ctrl-C stops it."
+        "['LOCAL_GATEWAY_URL']. Ctrl-C (or SIGTERM) stops it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -135,11 +136,18 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            gateway.stop()
+            gateway.stop()  # open connections are closed (1001) and get their $disconnect
             self.stdout.write("Local API Gateway stopped.")
 
     def wait(self) -> None:
-        """Serve until interrupted (tests replace this)."""
+        """Serve until Ctrl-C (SIGINT) or SIGTERM (tests replace this)."""
         stop = threading.Event()
-        while not stop.wait(3600):
-            pass
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
