@@ -82,6 +82,17 @@ def rss_kib() -> int:
     return 0
 
 
+def exit_on_stdin_eof() -> None:
+    """A server child that reads no commands ends when the parent closes its stdin."""
+    import threading
+
+    def watch() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
@@ -304,6 +315,7 @@ def serve_django() -> int:
         def log_message(self, *args: Any) -> None:
             pass
 
+    exit_on_stdin_eof()
     server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
     server.set_app(WSGIHandler())
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
@@ -316,6 +328,8 @@ def serve_echo() -> int:
 
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read())
+
+    exit_on_stdin_eof()
 
     async def main() -> None:
         app = web.Application()

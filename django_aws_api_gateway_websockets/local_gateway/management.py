@@ -155,7 +155,8 @@ class ManagementApi:
 
 
 async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes (enough to know it is too large)."""
+    """The whole body, or its first ``limit`` bytes: ``StreamReader.read(n)`` returns only what
+    has arrived so far, which for a chunked body can be its first chunk."""
     body = bytearray()
     while len(body) < limit:
         chunk = await request.content.read(limit - len(body))
