@@ -1,28 +1,38 @@
-"""The Management API's fast path: keep-alive HTTP/1.1 parsed in place, no framework per request.
+"""The Management API's fast path: keep-alive HTTP/1.1 parsed by httptools, no framework per
+request.
 
-Every connection starts on :class:`Sniffer`. A request to ``/{api}/{stage}/@connections/{id}``
-with a ``Content-Length`` body (what botocore and the package's transports send) is answered here:
-parse, one frame written to the WebSocket client, a prebuilt response; about a fifth of what a
-full aiohttp request costs. Anything else (WebSocket upgrades, the control plane, chunked
-bodies, unusual hosts) hands the socket, with the bytes already read, to aiohttp's own protocol,
-which serves it from then on.
+Every connection starts on :class:`Sniffer`, which feeds ``httptools`` (llhttp, the parser
+uvicorn uses) and lets the connection's first request decide who serves it. A Management API
+request (``/{api}/{stage}/@connections/{id}``, or ``/{stage}/@connections/{id}`` on a
+``<api>.execute-api.localhost`` host) keeps the connection here: each request is answered with
+one frame written to the WebSocket client and a prebuilt response, about a fifth of what a full
+aiohttp request costs. Anything else (WebSocket upgrades, the control plane, bad requests) hands
+the socket, with every byte read so far, to aiohttp's own protocol for the rest of its life.
+
+Clients keep one pool per service (botocore, the package's transports), so a connection that
+began with the Management API only ever carries Management API requests; a stray other request
+on it is answered 403, as AWS answers an unknown path, and the connection closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
+import httptools
+
+from .. import contract
 from . import ids
 from .management import ManagementApi, ManagementError
 
-_METHODS = (b"POST ", b"GET ", b"DELETE ")
-_CONNECTIONS = ("@connections", "%40connections")
-#: Requests that are not for this path never carry a header block this large.
-_MAX_HEAD = 16 * 1024
+_CONNECTIONS = frozenset({"@connections", "%40connections"})
+_HOST_SUFFIX = ".execute-api.localhost"
+#: Read at most this much of a body: one byte over the limit is enough to answer 413.
+_BODY_LIMIT = contract.MAX_MESSAGE_BYTES + 1
 _REASONS = {
     200: "OK",
     204: "No Content",
@@ -31,6 +41,10 @@ _REASONS = {
     410: "Gone",
     413: "Payload Too Large",
     429: "Too Many Requests",
+}
+_STATUS_LINES = {
+    status: f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n".encode()
+    for status, reason in _REASONS.items()
 }
 
 
@@ -46,12 +60,6 @@ class _Date:
         if now != cls.second:
             cls.second, cls.value = now, formatdate(usegmt=True)
         return cls.value
-
-
-_STATUS_LINES = {
-    status: f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n".encode()
-    for status, reason in _REASONS.items()
-}
 
 
 def _response(
@@ -75,11 +83,41 @@ def _response(
     return b"".join(head)
 
 
-class Sniffer(asyncio.Protocol):
-    """Serves Management API requests itself until the first other request, then becomes
-    aiohttp's ``RequestHandler`` for the rest of the connection."""
+def _message(text: str) -> bytes:
+    return json.dumps({"message": text}).encode()
 
-    __slots__ = ("api", "buffer", "connections", "fallback", "loop", "transport")
+
+def management_target(path: str, host: str) -> tuple[str, str, str] | None:
+    """``(api_id, stage, connection_id)`` of a Management API path (raw, ids still encoded),
+    or ``None`` for any other request."""
+    parts = path.split("?", 1)[0].split("/")
+    host = host.split(":", 1)[0].lower()
+    if host.endswith(_HOST_SUFFIX):
+        parts.insert(1, host[: -len(_HOST_SUFFIX)])
+    if len(parts) != 5 or parts[3] not in _CONNECTIONS:
+        return None
+    return parts[1], parts[2], parts[4]
+
+
+class Sniffer(asyncio.Protocol):
+    """Serves a connection's Management API requests itself, or gives the connection to
+    aiohttp's ``RequestHandler`` when its first request is something else."""
+
+    __slots__ = (
+        "api",
+        "body",
+        "connections",
+        "decided",
+        "fallback",
+        "host",
+        "loop",
+        "out",
+        "parser",
+        "pending",
+        "signed",
+        "transport",
+        "url",
+    )
 
     def __init__(
         self,
@@ -90,9 +128,22 @@ class Sniffer(asyncio.Protocol):
         self.api = api
         self.fallback = fallback
         self.connections = connections
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        #: Every byte read until the first request's headers decide who serves the connection.
+        self.pending: bytearray | None = bytearray()
+        self.decided = False
+        self.out: list[bytes] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.host = ""
+        self.signed = False
+        self.body = bytearray()
+
+    # asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -105,102 +156,109 @@ class Sniffer(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _hand_over(self, data: bytes) -> None:
-        """aiohttp takes the connection from here, starting with ``data``."""
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.pending is not None:
+            self.pending += data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Only a first request can get here (a later one is refused at its headers).
+            self._hand_over()
+            return
+        except httptools.HttpParserError:
+            if self.pending is not None:  # aiohttp answers a malformed first request itself
+                self._hand_over()
+                return
+            self.out.append(
+                _response(self.loop, 400, _message("Bad request"), "BadRequestException", True)
+            )
+            self._flush()
+            transport.close()
+            return
+        if self.pending is None or self.decided:
+            self._flush()
+        if self.pending is not None and not self.decided:
+            return  # the first request's headers have not all arrived
+        if self.pending is not None:  # decided for aiohttp inside a callback
+            self._hand_over()
+
+    def _flush(self) -> None:
+        if self.out and self.transport is not None:
+            self.transport.write(b"".join(self.out))
+            self.out.clear()
+
+    def _hand_over(self) -> None:
+        """aiohttp takes the connection from here, starting with everything read so far."""
         self.connections.discard(self)
         transport = self.transport
         assert transport is not None
+        data = bytes(self.pending or b"")
+        self.pending = None
         protocol = self.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if data:
             protocol.data_received(data)
 
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        self.buffer = b""
-        out: list[bytes] = []
-        while buffer:
-            consumed = self._one(buffer, out)
-            if consumed is None:  # not ours: aiohttp gets this request and everything after
-                if out:
-                    self.transport.write(b"".join(out))  # type: ignore[union-attr]
-                self._hand_over(buffer)
-                return
-            if consumed == 0:  # incomplete
-                if len(buffer) > _MAX_HEAD + 200_000:
-                    self._hand_over(buffer)
-                    return
-                break
-            buffer = buffer[consumed:]
-        self.buffer = buffer
-        if out:
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
+    # httptools callbacks -----------------------------------------------------------------------
 
-    def _one(self, buffer: bytes, out: list[bytes]) -> int | None:
-        """Serve the request at the start of ``buffer``: bytes consumed, 0 if incomplete,
-        ``None`` if it is not a plain Management API request."""
-        if not buffer.startswith(_METHODS):
-            if len(buffer) < 7 and any(m.startswith(buffer) for m in _METHODS):
-                return 0
-            return None
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return 0 if len(buffer) < _MAX_HEAD else None
-        line_end = buffer.find(b"\r\n")
-        request_line = buffer[:line_end].decode("latin-1").split(" ")
-        if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
-            return None
-        method, target, version = request_line
-        parts = target.split("?", 1)[0].split("/")
-        if len(parts) != 5 or parts[3] not in _CONNECTIONS:
-            return None
-        # Header names are case-insensitive: search the lower-cased block (C-speed finds rather
-        # than a loop over lines; each name is anchored on the preceding CRLF).
-        headers = buffer[line_end : end + 2].lower()
-        if b"\r\ntransfer-encoding:" in headers:
-            return None  # chunked: aiohttp's parser
-        host = _value(headers, b"\r\nhost:")
-        if host is not None and b".execute-api." in host:
-            return None
-        length_value = _value(headers, b"\r\ncontent-length:")
-        if length_value is None:
-            length = 0
-        elif length_value.isdigit():
-            length = int(length_value)
-        else:
-            return None
-        signed = b"\r\nauthorization:" in headers or "X-Amz-Signature=" in target
-        connection_value = _value(headers, b"\r\nconnection:")
-        keep_alive = version == "HTTP/1.1"
-        if connection_value is not None:
-            keep_alive = connection_value == b"keep-alive" or (
-                keep_alive and connection_value != b"close"
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"host":
+            self.host = value.decode("latin-1")
+        elif name == b"authorization":
+            self.signed = True
+
+    def on_headers_complete(self) -> None:
+        ours = management_target(self.url.decode("latin-1"), self.host) is not None
+        if self.pending is not None:
+            if ours and not self.parser.should_upgrade():
+                self.pending = None  # this connection stays on the fast path
+                self.decided = True
+            else:
+                self.decided = True  # aiohttp's; data_received hands over after feed_data
+                raise _HandOver
+
+    def on_body(self, body: bytes) -> None:
+        room = _BODY_LIMIT - len(self.body)
+        if room > 0:
+            self.body += body[:room]
+
+    def on_message_complete(self) -> None:
+        close = not self.parser.should_keep_alive()
+        method = self.parser.get_method().decode("latin-1")
+        path = self.url.decode("latin-1")
+        target = management_target(path, self.host)
+        signed = self.signed or "X-Amz-Signature=" in path
+        body = bytes(self.body)
+        self._reset()
+        if target is None:
+            close = True
+            self.out.append(
+                _response(self.loop, 403, _message("Forbidden"), "ForbiddenException", True)
             )
-        total = end + 4 + length
-        if length > 200_000:
-            return None  # aiohttp reads it bounded and answers 413
-        if len(buffer) < total:
-            return 0
-        body = buffer[end + 4 : total]
-        out.append(self._serve(method, parts, body, signed, not keep_alive))
-        if not keep_alive:
-            self.buffer = b""
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
-            out.clear()
-            self.transport.close()  # type: ignore[union-attr]
-            return len(buffer)
-        return total
+        else:
+            self.out.append(self._serve(method, target, body, signed, close))
+        if close and self.transport is not None:
+            self._flush()
+            self.transport.close()
 
     def _serve(
-        self, method: str, parts: list[str], body: bytes, signed: bool, close: bool
+        self, method: str, target: tuple[str, str, str], body: bytes, signed: bool, close: bool
     ) -> bytes:
         api = self.api
         loop = self.loop
+        api_id, stage, connection_id = target
         try:
             if method not in ("POST", "GET", "DELETE"):
                 raise ManagementError(403, "ForbiddenException", "Forbidden")
-            connection = api.connection(parts[1], unquote(parts[2]), unquote(parts[4]), signed)
+            connection = api.connection(api_id, unquote(stage), unquote(connection_id), signed)
             if method == "POST":
                 api.post(connection, body)
                 return _response(loop, 200, close=close)
@@ -213,16 +271,5 @@ class Sniffer(asyncio.Protocol):
             return _response(loop, error.status, payload, error.error_type, close)
 
 
-def _value(headers: bytes, name: bytes) -> bytes | None:
-    """The stripped value of header ``name`` (``b"\\r\\nname:"``) in a lower-cased block."""
-    start = headers.find(name)
-    if start < 0:
-        return None
-    start += len(name)
-    return headers[start : headers.find(b"\r\n", start)].strip()
-
-
-def _message(text: str) -> bytes:
-    import json
-
-    return json.dumps({"message": text}).encode()
+class _HandOver(Exception):
+    """Raised from a callback to stop parsing a first request that aiohttp will serve."""
