@@ -20,8 +20,9 @@ Parts:
    is read before and after (after ``gc.collect()``), giving memory per connection;
 2. *added latency*: one message at a time, ``--latency-messages`` times, a request to the Django
    view directly (aiohttp client, keep-alive) and the same body as a WebSocket message through the
-   gateway (``websockets`` client, two-way route), alternating in rounds; p50/p99 of each and of
-   the difference;
+   gateway (``websockets`` client, two-way route), alternating one by one so both see the same
+   load; p50/p99 of each, and their difference (a difference of percentiles: at p99 it is noisy
+   and can even be negative);
 3. *Management API throughput*: the package's own ``LocalGatewayTransport`` (default options)
    posts one message to every idle connection, ``--post-rounds`` broadcasts in flight together
    (as concurrent requests of a site send them); the clients count the frames they receive, and
@@ -79,6 +80,17 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def exit_on_stdin_eof() -> None:
+    """A server child that reads no commands ends when the parent closes its stdin."""
+    import threading
+
+    def watch() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -303,6 +315,7 @@ def serve_django() -> int:
         def log_message(self, *args: Any) -> None:
             pass
 
+    exit_on_stdin_eof()
     server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
     server.set_app(WSGIHandler())
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
@@ -315,6 +328,8 @@ def serve_echo() -> int:
 
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read())
+
+    exit_on_stdin_eof()
 
     async def main() -> None:
         app = web.Application()
@@ -385,20 +400,18 @@ def measure_latency(gateway: dict[str, Any], django_url: str, count: int) -> dic
                     await response.read()
                 await ws.send(body)
                 await ws.recv()
-            rounds = 10
-            for _ in range(rounds):
-                for _ in range(count // rounds):
-                    start = time.perf_counter()
-                    async with session.post(f"{django_url}/default", data=body) as response:
-                        await response.read()
-                    direct.append(time.perf_counter() - start)
-                for _ in range(count // rounds):
-                    start = time.perf_counter()
-                    await ws.send(body)
-                    reply = await ws.recv()
-                    through.append(time.perf_counter() - start)
-                    if reply != body:
-                        raise RuntimeError(f"wrong reply {reply!r}")
+            # Alternate one by one, so both paths see the same machine load.
+            for _ in range(count):
+                start = time.perf_counter()
+                async with session.post(f"{django_url}/default", data=body) as response:
+                    await response.read()
+                direct.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                await ws.send(body)
+                reply = await ws.recv()
+                through.append(time.perf_counter() - start)
+                if reply != body:
+                    raise RuntimeError(f"wrong reply {reply!r}")
         ms = 1000.0
         return {
             "direct_p50": percentile(direct, 0.5) * ms,
@@ -530,6 +543,7 @@ def run(args: argparse.Namespace) -> int:
     latency_messages = args.latency_messages or (200 if quick else 2_000)
     rounds = args.post_rounds or (5 if quick else 10)
 
+    load_before = os.getloadavg()[0]
     children: list[Child] = []
     try:
         django_child = Child("--serve-django")
@@ -576,6 +590,8 @@ def run(args: argparse.Namespace) -> int:
         failures.append(f"{posts['posts'] - posts['received']} posted messages not received")
     if soak["lost"] or soak["out_of_order"]:
         failures.append(f"soak lost {soak['lost']}, out of order {soak['out_of_order']}")
+    cpu_per_post = posts["cpu_sender"] + posts["cpu_gateway"] + posts["cpu_clients"]
+    ceiling = (os.cpu_count() or 1) * 1e6 / max(cpu_per_post, 1e-9)
     missed = []
     if connections >= TARGET_CONNECTIONS and kib_per_connection >= TARGET_KIB_PER_CONNECTION:
         missed.append("memory per connection")
@@ -611,7 +627,8 @@ def run(args: argparse.Namespace) -> int:
         (
             "CPU per POST: sender (transport) / gateway / receiving clients",
             f"{posts['cpu_sender']:.0f} / {posts['cpu_gateway']:.0f} / "
-            f"{posts['cpu_clients']:.0f} µs",
+            f"{posts['cpu_clients']:.0f} µs (all three on this machine's "
+            f"{os.cpu_count()} cores: at most {ceiling:,.0f}/s if nothing else ran)",
             "",
             "",
         ),
@@ -646,7 +663,9 @@ def run(args: argparse.Namespace) -> int:
         f"# Local gateway benchmark{' (quick)' if quick else ''}",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}",
+        f"{os.cpu_count()} CPUs, {platform.machine()}; load average before / after the run: "
+        f"{load_before:.2f} / {os.getloadavg()[0]:.2f} (other work on the machine lowers the "
+        "POST rate: read it with the CPU per POST)",
         "",
         "| measure | result | target | |",
         "|---|---|---|---|",

@@ -23,7 +23,7 @@ from .models import (
 from .provisioning import Provisioner, ProvisioningError
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """Rows only the package writes: viewable and deletable, never added or edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -33,7 +33,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class AdditionalRouteInline(admin.TabularInline):
+class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
     model = ApiGatewayAdditionalRoute
     extra = 0
     fields = ["route_key", "route_slug", "integration_uri", "two_way", "deployed"]
@@ -41,7 +41,7 @@ class AdditionalRouteInline(admin.TabularInline):
 
 
 @admin.register(ApiGateway)
-class ApiGatewayAdmin(admin.ModelAdmin):
+class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
     list_display = [
         "name",
         "api_id",
@@ -78,7 +78,7 @@ class ApiGatewayAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Provisioning"), {"fields": readonly_fields}),
+        (_("Provisioning"), {"fields": tuple(readonly_fields)}),
     ]
 
     @admin.display(description=_("WebSocket URL"))
@@ -175,7 +175,7 @@ class ApiGatewayAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiGatewayAdditionalRoute)
-class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin):
+class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin[ApiGatewayAdditionalRoute]):
     list_display = ["route_key", "gateway", "route_slug", "two_way", "deployed"]
     list_filter = ["deployed", "two_way", "gateway"]
     search_fields = ["route_key", "route_slug", "gateway__name"]

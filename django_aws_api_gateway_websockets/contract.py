@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 #: API Gateway's hard limits (see "quotas" in the AWS reference).
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -54,9 +55,10 @@ class MappedHeader:
     def target(self) -> str:
         return f"integration.request.header.{self.name}"
 
-    @property
+    @cached_property
     def meta_key(self) -> str:
-        """The key under which Django exposes this header in ``request.META``."""
+        """The key under which Django exposes this header in ``request.META`` (read on every
+        event: computed once)."""
         return "HTTP_" + self.name.upper().replace("-", "_")
 
 

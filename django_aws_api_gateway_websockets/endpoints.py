@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django.utils.translation import gettext_lazy
 
+from . import contract
 from .conf import ws_settings
 
 if TYPE_CHECKING:
@@ -31,10 +32,29 @@ def local_gateway_url() -> str:
 
 def management_url(gateway: ApiGateway) -> str:
     """Base URL of the gateway's Management API (``/@connections/{id}`` is appended)."""
+    return management_url_of(
+        api_id=gateway.api_id or "",
+        region=gateway.region,
+        stage=gateway.stage,
+        custom_domain=gateway.custom_domain_name,
+        mapping_key=gateway.api_mapping_key,
+    )
+
+
+def management_url_of(
+    *, api_id: str, region: str, stage: str, custom_domain: str, mapping_key: str
+) -> str:
+    """:func:`management_url` from a record's values (the gateway cache loads values, not rows)."""
     local = local_gateway_url()
     if local:
-        return f"{local}/{gateway.api_id or ''}/{gateway.stage}"
-    return gateway.management_endpoint_url
+        return f"{local}/{api_id}/{stage}"
+    return contract.management_endpoint_url(
+        api_id=api_id,
+        region=region,
+        stage=stage,
+        custom_domain=custom_domain,
+        mapping_key=mapping_key,
+    )
 
 
 def websocket_url(gateway: ApiGateway) -> str:

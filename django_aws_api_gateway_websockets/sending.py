@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -108,12 +108,11 @@ class DeliveryReport:
     retried: int = 0
     duration: float = 0.0
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
-    _resolved: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    #: Created only when recipients go pending (most reports never need one); ``None`` means
+    #: resolved.
+    _resolved: threading.Event | None = field(default=None, repr=False, compare=False)
     _left: int = field(default=0, repr=False, compare=False)
     _sender: type = field(default=object, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._resolved.set()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -141,11 +140,15 @@ class DeliveryReport:
 
     def wait_pending(self, timeout: float | None = None) -> bool:
         """Block until every pending recipient is delivered or given up; ``True`` if done."""
-        return self._resolved.wait(timeout)
+        resolved = self._resolved
+        return True if resolved is None else resolved.wait(timeout)
 
     async def await_pending(self, timeout: float | None = None) -> bool:
         """:meth:`wait_pending` for async code (waits in a thread, not on the loop)."""
-        return await asyncio.to_thread(self._resolved.wait, timeout)
+        resolved = self._resolved
+        if resolved is None:
+            return True
+        return await asyncio.to_thread(resolved.wait, timeout)
 
     def __str__(self) -> str:
         pending = f", {len(self.pending)} pending" if self.pending else ""
@@ -160,6 +163,8 @@ class DeliveryReport:
         with self._lock:
             self._left += count
             if self._left:
+                if self._resolved is None:
+                    self._resolved = threading.Event()
                 self._resolved.clear()
 
     def _resolve_pending(self, connection_id: str, delivered: bool, reason: str) -> Any:
@@ -184,7 +189,8 @@ class DeliveryReport:
                 logger.warning("%s (not delivered after the connect window: %s)", self, sample)
                 signals.delivery_failed.send(sender=self._sender, report=self)
         finally:
-            self._resolved.set()
+            if self._resolved is not None:
+                self._resolved.set()
 
 
 def encode(data: Any) -> bytes:
@@ -275,7 +281,7 @@ def _instance_rows(sessions: Iterable[WebSocketSession]) -> Iterator[Recipient]:
 def _rows(recipients: Any) -> Iterator[Recipient]:
     """The connected recipients, once per connection, streamed from the database."""
     if isinstance(recipients, QuerySet):
-        yield from connected_values(recipients, *RECIPIENT_FIELDS)  # type: ignore[misc]
+        yield from connected_values(recipients, *RECIPIENT_FIELDS)
     else:
         yield from _instance_rows(recipients)
 
@@ -283,7 +289,7 @@ def _rows(recipients: Any) -> Iterator[Recipient]:
 async def _arows(recipients: Any) -> AsyncIterator[Recipient]:
     if isinstance(recipients, QuerySet):
         async for row in aconnected_values(recipients, *RECIPIENT_FIELDS):
-            yield row  # type: ignore[misc]
+            yield row
     else:
         for row in _instance_rows(recipients):
             yield row
@@ -486,7 +492,11 @@ class _Run:
 
 
 def _db_alias(recipients: Any) -> str:
-    return recipients.db if isinstance(recipients, QuerySet) else "default"
+    if isinstance(recipients, QuerySet):
+        return recipients.db
+    from .models import WebSocketSession
+
+    return router.db_for_write(WebSocketSession)
 
 
 def send_message(recipients: Any, data: Any) -> DeliveryReport:

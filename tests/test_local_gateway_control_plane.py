@@ -194,6 +194,13 @@ def test_auto_deploy_stages_redeploy_on_every_change(client, gateway, api):
     assert deployments[-1]["AutoDeployed"] is True
     with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
         client.create_deployment(ApiId=api_id, StageName="live")
+    manual = client.create_deployment(ApiId=api_id)
+    with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
+        client.update_stage(ApiId=api_id, StageName="live", DeploymentId=manual["DeploymentId"])
+    with pytest.raises(client.exceptions.BadRequestException, match="AutoDeploy"):
+        client.create_stage(
+            ApiId=api_id, StageName="other", AutoDeploy=True, DeploymentId=manual["DeploymentId"]
+        )
 
 
 def test_deletes(client, gateway, api):
@@ -416,6 +423,21 @@ def test_route_responses_only_default_and_once(client, api):
 def test_stage_refusals(client, api, params, error, message):
     with pytest.raises(getattr(client.exceptions, error), match=message):
         client.create_stage(ApiId=api["ApiId"], **params)
+
+
+def test_route_settings_name_existing_routes(client, api):
+    settings_ = {"ThrottlingBurstLimit": 10, "ThrottlingRateLimit": 5.0}
+    with pytest.raises(client.exceptions.BadRequestException, match="Unable to find Route"):
+        client.create_stage(ApiId=api["ApiId"], StageName="s", RouteSettings={"nope": settings_})
+    client.create_route(ApiId=api["ApiId"], RouteKey="$default")
+    stage = client.create_stage(
+        ApiId=api["ApiId"],
+        StageName="s",
+        RouteSettings={"$default": settings_},
+        DefaultRouteSettings={"DataTraceEnabled": False, "LoggingLevel": "INFO"},
+    )
+    assert stage["RouteSettings"] == {"$default": settings_}
+    assert stage["DefaultRouteSettings"] == {"DataTraceEnabled": False, "LoggingLevel": "INFO"}
 
 
 def test_stage_names_are_unique_and_deployment_needs_routes(client, api):

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -32,6 +37,7 @@ from django_aws_api_gateway_websockets.transports.aws import (
 from tests.settings import GATEWAY_SECRET
 
 LOCAL = "http://127.0.0.1:4510"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def configured(**values):
@@ -305,3 +311,68 @@ def test_admin_apply_and_teardown_refuse_with_the_setting(admin_client, record):
             response = admin_client.post(url, data, follow=True)
             shown = [str(m) for m in get_messages(response.wsgi_request)]
             assert len(shown) == 1 and "LOCAL_GATEWAY_URL is set" in shown[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_local_gateway_listens_where_local_gateway_url_says(monkeypatch, record):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    monkeypatch.setattr(run_local_gateway.Command, "wait", lambda self: None)
+    out = io.StringIO()
+    with configured(LOCAL_GATEWAY_URL=f"http://127.0.0.1:{free}"):
+        call_command("run_local_gateway", stdout=out)
+    text = out.getvalue()
+    assert f"control plane http://127.0.0.1:{free}" in text
+    assert "Django sends through AWS" not in text  # the setting already points here
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_local_gateway_process_stops_on_ctrl_c_and_sigterm(tmp_path, signum):
+    """A real ``manage.py run_local_gateway`` process: prints its URLs, serves the control
+    plane, and stops cleanly on Ctrl-C (SIGINT) and on SIGTERM."""
+    (tmp_path / "proc_settings.py").write_text(
+        "from tests.settings import *  # noqa\n"
+        f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', "
+        f"'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "proc_settings",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v0"], env=env, check=True, timeout=120
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "run_local_gateway", "--port=0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A background process may inherit an ignored SIGINT; a terminal's Ctrl-C does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Local API Gateway: WebSocket ws://127.0.0.1:")
+        control = first.split("control plane ")[1].strip()
+        while "Ready." not in process.stdout.readline():
+            pass
+        client = boto3.client(
+            "apigatewayv2",
+            endpoint_url=control,
+            region_name="eu-west-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        assert client.get_apis()["Items"] == []
+        process.send_signal(signum)
+        rest, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert rest.rstrip().endswith("Local API Gateway stopped.")

@@ -267,3 +267,17 @@ def test_live_gateway_outside_a_test_case_restores_the_settings(live_server, tra
     with LiveGateway(live_server.url) as running:
         assert running.url == ws_settings.LOCAL_GATEWAY_URL
     assert ws_settings.LOCAL_GATEWAY_URL == ""
+
+
+def test_live_gateway_options_reach_the_gateway(live_server, transactional_db):
+    """``LiveGateway(idle_timeout=1)``: the idle close (1001) and its $disconnect in a second."""
+    gateway = ApiGateway.objects.create(
+        name="idle", api_id="idle000001", target_base_endpoint="https://example.org/public/"
+    )
+    with LiveGateway(live_server.url, idle_timeout=1) as running:
+        started = time.monotonic()
+        with running.client(gateway) as ws:
+            code, _ = ws.expect_close(timeout=10)
+        assert code == 1001
+        assert 0.9 < time.monotonic() - started < 8
+        wait_until(lambda: not WebSocketSession.objects.get().connected)

@@ -28,6 +28,12 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    """Options of one gateway (the command-line flags of ``python -m ...local_gateway``).
+
+    Raises :class:`ConfigError` for a non-loopback ``host`` without ``allow_remote``, a port
+    out of range, or a non-positive timeout or rate.
+    """
+
     host: str = "127.0.0.1"
     #: ``0`` picks a free port (read it back from :attr:`LocalGateway.port`).
     port: int = 0

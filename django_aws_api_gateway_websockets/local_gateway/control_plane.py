@@ -389,12 +389,6 @@ def _changed(ctx: Context, api: Api) -> None:
     ctx.store.redeploy_auto_stages(api)
 
 
-def _unsupported_members(params: dict[str, Any], names: Iterable[str], what: str) -> None:
-    given = sorted(n for n in names if n in params)
-    if given:
-        raise BadRequest(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} {what}.")
-
-
 # APIs
 
 
@@ -412,7 +406,6 @@ def create_api(ctx: Context, params: dict[str, Any]) -> Result:
         raise Conflict(f"An API with id {wanted} already exists.")
     api = Api(api_id=wanted, name=params["Name"])
     assign(api, params)
-    api.tags = dict(params.get("Tags", {}))
     return _api_output(ctx, ctx.store.add_api(api))
 
 
@@ -726,12 +719,31 @@ def _stage_output(ctx: Context, stage: Stage) -> dict[str, Any]:
     return ctx.output(stage, ApiGatewayManaged=False)
 
 
+def _route_settings_name_routes(api: Api, stage: Stage) -> None:
+    keys = {r.route_key for r in api.routes.values()}
+    unknown = sorted(set(stage.route_settings) - keys)
+    if unknown:
+        raise BadRequest(
+            f"Unable to find Route by key {unknown[0]} within the provided RouteSettings"
+        )
+
+
+def _no_deployment_with_auto_deploy(stage: Stage, params: dict[str, Any]) -> None:
+    """An ``AutoDeploy`` stage deploys itself: AWS refuses a ``DeploymentId`` for it."""
+    if stage.auto_deploy and params.get("DeploymentId"):
+        raise BadRequest(
+            f"Stage {stage.stage_name} has AutoDeploy enabled: it cannot take a DeploymentId."
+        )
+
+
 @handles("CreateStage")
 def create_stage(ctx: Context, params: dict[str, Any]) -> Result:
     api = ctx.store.get_api(params["ApiId"])
     stage = Stage(stage_name=params["StageName"])
     assign(stage, params, skip={"ApiId"})
     validation.stage(stage)
+    _no_deployment_with_auto_deploy(stage, params)
+    _route_settings_name_routes(api, stage)
     if stage.stage_name in api.stages:
         raise Conflict(f"Stage {stage.stage_name} already exists")
     if stage.deployment_id:
@@ -762,6 +774,8 @@ def update_stage(ctx: Context, params: dict[str, Any]) -> Result:
     updated = dataclasses.replace(current, extra=dict(current.extra))
     assign(updated, params, skip={"ApiId", "StageName"})
     validation.stage(updated)
+    _no_deployment_with_auto_deploy(updated, params)
+    _route_settings_name_routes(api, updated)
     if updated.deployment_id and updated.deployment_id != current.deployment_id:
         _deployment(api, updated.deployment_id)
     updated.last_updated_date = now()

@@ -188,6 +188,7 @@ class DataPlane:
         self._background: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
 
     # lifecycle
 
@@ -197,10 +198,10 @@ class DataPlane:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        closing = [
-            self.close(connection, GOING_AWAY, "Going away")
-            for connection in list(self.connections.values())
-        ]
+        for worker in list(self._workers):  # messages in flight are dropped; $disconnect runs
+            worker.cancel()
+        connections = list(self.connections.values())
+        closing = [self.close(connection, GOING_AWAY, "Going away") for connection in connections]
         if closing:  # all at once: a client that never answers the close costs its timeout once
             await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=3)
         await asyncio.sleep(0)  # let the read loops end and spawn their $disconnect
@@ -227,6 +228,7 @@ class DataPlane:
                     now - connection.last_active >= config.idle_timeout
                     or now - connection.connected_at >= config.max_duration
                 ):
+                    connection.state = CLOSING  # closed once, and no more posts to it
                     self.spawn(self.close(connection, GOING_AWAY, "Going away"))
 
     async def close(self, connection: Connection, code: int, reason: str) -> None:
@@ -371,7 +373,9 @@ class DataPlane:
             connection.pending = deque()
         connection.pending.append(text)
         if connection.worker is None:
-            connection.worker = self.spawn(self._drain(connection))
+            worker = connection.worker = self.spawn(self._drain(connection))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
     async def _drain(self, connection: Connection) -> None:
         pending = connection.pending

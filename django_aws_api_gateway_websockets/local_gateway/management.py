@@ -144,7 +144,7 @@ class ManagementApi:
                 length = request.content_length
                 if length is not None and length > contract.MAX_MESSAGE_BYTES:
                     raise ManagementError(413, "PayloadTooLargeException", "Message too long")
-                self.post(connection, await request.content.read(contract.MAX_MESSAGE_BYTES + 1))
+                self.post(connection, await read_bounded(request, contract.MAX_MESSAGE_BYTES + 1))
                 return web.Response(status=200, content_type="application/json")
             if method == "GET":
                 return web.Response(body=self.get(connection), content_type="application/json")
@@ -152,6 +152,18 @@ class ManagementApi:
             return web.Response(status=204)
         except ManagementError as error:
             return error_response(error)
+
+
+async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes: ``StreamReader.read(n)`` returns only what
+    has arrived so far, which for a chunked body can be its first chunk."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await request.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def frame(data: bytes) -> bytes:

@@ -58,14 +58,17 @@ class LocalGateway:
 
     @property
     def http_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the Management API is under ``/<apiId>/<stage>``."""
         return f"http://{self._host_for_url()}:{self.port}"
 
     @property
     def ws_url(self) -> str:
+        """``ws://127.0.0.1:<port>``: clients connect to ``/<apiId>/<stage>``."""
         return f"ws://{self._host_for_url()}:{self.port}"
 
     @property
     def control_url(self) -> str:
+        """The ``endpoint_url`` of a boto3 ``apigatewayv2`` client (paths under ``/v2/``)."""
         return self.http_url
 
     def _host_for_url(self) -> str:
@@ -83,6 +86,7 @@ class LocalGateway:
         return app
 
     async def start(self) -> None:
+        """Listen (on a free port when ``port`` is 0) and set the store's ``base_url``."""
         await self.backend.start()
         self._runner = web.AppRunner(
             self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -103,6 +107,7 @@ class LocalGateway:
         self.data_plane.start()
 
     async def stop(self) -> None:
+        """Close every connection with 1001 (``$disconnect`` follows), then stop listening."""
         if self._server is not None:
             self._server.close()
         await self.data_plane.stop()
@@ -192,6 +197,7 @@ class GatewayThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def stop(self) -> None:
+        """Stop the gateway (as :meth:`LocalGateway.stop`) and join its thread."""
         if self.loop is not None and self._thread is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=15)

@@ -121,7 +121,8 @@ class BaseTransport(ABC):
 @lru_cache(maxsize=1)
 def _transport(path: str, options_key: str) -> BaseTransport:
     options = dict(ws_settings.TRANSPORT_OPTIONS or {})
-    return import_string(path)(**options)
+    transport: BaseTransport = import_string(path)(**options)
+    return transport
 
 
 #: The default transport, replaced by :data:`LOCAL_TRANSPORT` when ``LOCAL_GATEWAY_URL`` is set.
@@ -138,13 +139,23 @@ def transport_path() -> str:
     return path
 
 
+#: The transport for the current settings (cleared when they change).
+_active: BaseTransport | None = None
+
+
 def get_transport() -> BaseTransport:
     """The configured transport (one instance per process, so connections are shared)."""
-    options = ws_settings.TRANSPORT_OPTIONS or {}
-    return _transport(transport_path(), repr(sorted(options.items())))
+    global _active
+    active = _active
+    if active is None:
+        options = ws_settings.TRANSPORT_OPTIONS or {}
+        active = _active = _transport(transport_path(), repr(sorted(options.items())))
+    return active
 
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _active
     if setting == "AWS_API_GATEWAY_WEBSOCKETS":
+        _active = None
         _transport.cache_clear()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...conf import ws_settings
+from ...endpoints import local_gateway_url
 from ...models import ApiGateway
 
 DEFAULT_PORT = 4510
@@ -16,7 +18,7 @@ class Command(BaseCommand):
         "Run the local API Gateway (WebSocket data plane, Management API and apigatewayv2 "
         "control plane on one port) and load every ApiGateway record into it through the "
         "provisioning layer. Point Django at it with AWS_API_GATEWAY_WEBSOCKETS"
-        "['LOCAL_GATEWAY_URL']. Ctrl-C stops it."
+        "['LOCAL_GATEWAY_URL']. Ctrl-C (or SIGTERM) stops it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,8 +26,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port",
             type=int,
-            default=DEFAULT_PORT,
-            help=f"Port (default {DEFAULT_PORT}; 0 picks a free one).",
+            default=None,
+            help=f"Port (default: the port of LOCAL_GATEWAY_URL, else {DEFAULT_PORT}; 0 picks a "
+            "free one).",
         )
         parser.add_argument(
             "--backend-url",
@@ -76,10 +79,13 @@ class Command(BaseCommand):
                 f"The local gateway needs the local-gateway extra ({exc.name} is missing): "
                 "pip install 'django-aws-api-gateway-websockets[local-gateway]'"
             ) from exc
+        port = options["port"]
+        if port is None:
+            port = urlsplit(local_gateway_url()).port or DEFAULT_PORT
         try:
             config = GatewayConfig(
                 host=options["host"],
-                port=options["port"],
+                port=port,
                 idle_timeout=options["idle_timeout"],
                 max_duration=options["max_duration"],
                 integration_timeout=options["integration_timeout"],
@@ -118,8 +124,7 @@ class Command(BaseCommand):
                     self.stdout.write(self.style.SUCCESS(f"{item.name}: {item.websocket_url}"))
             if failed:
                 self.stderr.write(f"{len(failed)} record(s) could not be loaded (see above).")
-            configured = (ws_settings.LOCAL_GATEWAY_URL or "").rstrip("/")
-            if configured != gateway.http_url:
+            if local_gateway_url() != gateway.http_url:
                 self.stdout.write(
                     self.style.WARNING(
                         "Django sends through AWS until you set "
@@ -131,11 +136,18 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            gateway.stop()
+            gateway.stop()  # open connections are closed (1001) and get their $disconnect
             self.stdout.write("Local API Gateway stopped.")
 
     def wait(self) -> None:
-        """Serve until interrupted (tests replace this)."""
+        """Serve until Ctrl-C (SIGINT) or SIGTERM (tests replace this)."""
         stop = threading.Event()
-        while not stop.wait(3600):
-            pass
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
