@@ -212,10 +212,11 @@ class WebSocketView(View):
                 refusal.status_code,
                 refusal.reason,
             )
-            event = getattr(self, "event", None)
-            request_id = replies.request_id_of(event.json) if event is not None else None
-            if request_id is not None and not event.is_connect:
-                return replies.refusal_reply(request_id, refusal.status_code, refusal.reason)
+            event: GatewayEvent | None = getattr(self, "event", None)
+            if event is not None and not event.is_connect:
+                request_id = replies.request_id_of(event.json)
+                if request_id is not None:
+                    return replies.refusal_reply(request_id, refusal.status_code, refusal.reason)
             return refusal.as_response()
         finally:
             if not redacted:  # also when refused before parsing: Django logs 4xx requests
