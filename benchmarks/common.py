@@ -40,7 +40,7 @@ def run_on_test_database(pg_name: str, bench: Callable[[], int]) -> int:
 def database_label() -> str:
     from django.db import connection
 
-    return {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(
+    return {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MariaDB/MySQL"}.get(
         connection.vendor, connection.vendor
     )
 
@@ -58,4 +58,10 @@ def database_description() -> str:
         if connection.vendor == "sqlite":
             cursor.execute("SELECT sqlite_version()")
             return f"SQLite {cursor.fetchone()[0]} (in-memory test database)"
+        if connection.vendor == "mysql":
+            import MySQLdb
+
+            cursor.execute("SELECT VERSION()")
+            driver = ".".join(str(part) for part in MySQLdb.version_info[:3])
+            return f"{cursor.fetchone()[0]} (mysqlclient {driver})"
     return connection.vendor

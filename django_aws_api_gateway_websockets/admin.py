@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from .conf import ws_settings
+from .endpoints import LOCAL_WRITES_REFUSED, local_gateway_url
 from .models import (
     ApiGateway,
     ApiGatewayAdditionalRoute,
@@ -22,7 +23,7 @@ from .models import (
 from .provisioning import Provisioner, ProvisioningError
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """Rows only the package writes: viewable and deletable, never added or edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -32,7 +33,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class AdditionalRouteInline(admin.TabularInline):
+class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
     model = ApiGatewayAdditionalRoute
     extra = 0
     fields = ["route_key", "route_slug", "integration_uri", "two_way", "deployed"]
@@ -40,7 +41,7 @@ class AdditionalRouteInline(admin.TabularInline):
 
 
 @admin.register(ApiGateway)
-class ApiGatewayAdmin(admin.ModelAdmin):
+class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
     list_display = [
         "name",
         "api_id",
@@ -77,7 +78,7 @@ class ApiGatewayAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        (_("Provisioning"), {"fields": readonly_fields}),
+        (_("Provisioning"), {"fields": tuple(readonly_fields)}),
     ]
 
     @admin.display(description=_("WebSocket URL"))
@@ -86,7 +87,17 @@ class ApiGatewayAdmin(admin.ModelAdmin):
 
     # Provisioning actions: the same layer as the commands; AWS errors become messages.
 
-    def _each(self, request: HttpRequest, queryset: QuerySet[ApiGateway], action: Any) -> None:
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[ApiGateway],
+        action: Any,
+        *,
+        writes: bool = False,
+    ) -> None:
+        if writes and local_gateway_url():
+            self.message_user(request, str(LOCAL_WRITES_REFUSED), messages.ERROR)
+            return
         for gateway in queryset:
             try:
                 level, text = action(Provisioner(gateway))
@@ -118,7 +129,7 @@ class ApiGatewayAdmin(admin.ModelAdmin):
                 "url": url,
             }
 
-        self._each(request, queryset, apply)
+        self._each(request, queryset, apply, writes=True)
 
     @admin.action(
         description=_("Check for drift between AWS and the records"), permissions=["view"]
@@ -159,12 +170,12 @@ class ApiGatewayAdmin(admin.ModelAdmin):
             provisioner.teardown()
             return messages.SUCCESS, str(_("torn down."))
 
-        self._each(request, queryset, teardown)
+        self._each(request, queryset, teardown, writes=True)
         return None
 
 
 @admin.register(ApiGatewayAdditionalRoute)
-class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin):
+class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin[ApiGatewayAdditionalRoute]):
     list_display = ["route_key", "gateway", "route_slug", "two_way", "deployed"]
     list_filter = ["deployed", "two_way", "gateway"]
     search_fields = ["route_key", "route_slug", "gateway__name"]

@@ -75,7 +75,10 @@ def client_ip(request: HttpRequest) -> str | None:
 @lru_cache(maxsize=1)
 def _configured() -> Callable[[HttpRequest], str | None]:
     function = ws_settings.CLIENT_IP_FUNCTION
-    return import_string(function) if isinstance(function, str) else function
+    found: Callable[[HttpRequest], str | None] = (
+        import_string(function) if isinstance(function, str) else function
+    )
+    return found
 
 
 def get_client_ip(request: HttpRequest) -> str | None:

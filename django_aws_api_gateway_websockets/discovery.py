@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 @dataclass(frozen=True)
 class RoutedView:
     pattern: str
-    view_class: type
+    view_class: type[Any]
     converters: frozenset[str]
 
 

@@ -12,13 +12,16 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, QueryDict
 from django.utils.translation import gettext as _
 
 from . import contract
+
+if TYPE_CHECKING:
+    from django.http.request import _ImmutableQueryDict
 from .exceptions import BadEvent, PayloadTooLarge
 
 #: API Gateway's ids are 16 characters of base64url; accept any opaque id of that alphabet.
@@ -203,4 +206,4 @@ def redact_token(request: HttpRequest) -> None:
     query.setlist(contract.TOKEN_QUERY_PARAM, [REDACTED])
     request.META["QUERY_STRING"] = query.urlencode(safe="[]")
     query._mutable = False
-    request.GET = query
+    request.GET = cast("_ImmutableQueryDict", query)  # immutable again, as Django's own

@@ -19,7 +19,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
-from . import contract
+from . import contract, endpoints
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
@@ -47,16 +47,20 @@ class GatewayCache:
         self._by_api_id: dict[str, GatewayInfo] = {}
         self._by_pk: dict[int, GatewayInfo] = {}
         self._loaded_at = float("-inf")
+        self._local_url = ""
         #: Snapshots loaded by this process so far (for benchmarks and diagnostics).
         self.loads = 0
 
     def _stale(self) -> bool:
+        if self._local_url != endpoints.local_gateway_url():
+            return True  # LOCAL_GATEWAY_URL changed every gateway's Management API target
         return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
 
     def _load(self) -> None:
         """One query: every gateway with an API id, joined to its custom routes."""
         gateways: dict[int, tuple[Any, ...]] = {}
         routes: dict[int, dict[str, set[str]]] = {}
+        self._local_url = endpoints.local_gateway_url()
         for row in ApiGateway.objects.exclude(api_id=None).values_list(
             "pk",
             "api_id",
@@ -90,7 +94,7 @@ class GatewayCache:
                     },
                 },
                 target=Target(
-                    contract.management_endpoint_url(
+                    endpoints.management_url_of(
                         api_id=api_id or "",
                         region=region,
                         stage=stage,

@@ -178,10 +178,11 @@ class ApiGateway(models.Model):
     @property
     def websocket_url(self) -> str:
         """The ``wss://`` URL browsers connect to: the Management API's host and path (custom
-        domain when there is one), empty until the API has an id or a domain."""
-        if not (self.custom_domain_name or self.api_id):
-            return ""
-        return "wss://" + self.management_endpoint_url.removeprefix("https://")
+        domain when there is one), empty until the API has an id or a domain; the local
+        gateway's ``ws://`` URL when ``LOCAL_GATEWAY_URL`` is set."""
+        from .endpoints import websocket_url
+
+        return websocket_url(self)
 
 
 class ApiGatewayAdditionalRoute(models.Model):
@@ -510,6 +511,14 @@ class WebSocketToken(models.Model):
     created_at = models.DateTimeField(_("created at"))
     expires_at = models.DateTimeField(_("expires at"))
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    # Browsers cannot read a refused handshake's status: ``$connect`` records why it refused
+    # this token's connection, and the token status endpoint tells the page that minted it.
+    refusal_status = models.PositiveSmallIntegerField(
+        _("refusal status"), null=True, blank=True, editable=False
+    )
+    refusal_reason = models.CharField(
+        _("refusal reason"), max_length=200, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("WebSocket token")
@@ -538,3 +547,111 @@ class RateLimitWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} @ {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"
+
+
+class Broadcast(models.Model):
+    """One background broadcast (``send_message(..., background=True)``).
+
+    Its recipients are split into :class:`BroadcastBatch` rows, each run as a separate task, on
+    whichever worker takes it; each batch stores its own outcome, so the combined report is
+    exact however many workers shared the broadcast, and complete once every batch finished.
+    """
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    recipients = models.PositiveIntegerField(_("recipients"), default=0)
+    batches = models.PositiveIntegerField(_("batches"), default=0)
+    batches_finished = models.PositiveIntegerField(_("batches finished"), default=0)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("background broadcast")
+        verbose_name_plural = _("background broadcasts")
+        indexes = [models.Index(fields=["created_at"], name="dagw_broadcast_created")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk}: {self.batches_finished}/{self.batches} batches"
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def report(self) -> dict[str, Any]:
+        """The combined delivery report of the batches that have finished so far."""
+        combined: dict[str, Any] = {
+            "recipients": self.recipients,
+            "batches": self.batches,
+            "batches_finished": 0,
+            "finished": self.finished,
+            "sent": 0,
+            "gone": [],
+            "failed": {},
+            "pending_delivered": [],
+            "pending_undelivered": [],
+            "retried": 0,
+            "errors": [],
+        }
+        batches = BroadcastBatch.objects.using(self._state.db).filter(broadcast=self)
+        for batch in batches.exclude(state=BroadcastBatch.State.QUEUED).order_by("index"):
+            if batch.state == BroadcastBatch.State.RUNNING:
+                continue
+            combined["batches_finished"] += 1
+            combined["sent"] += batch.sent
+            combined["gone"] += batch.gone
+            combined["failed"].update(batch.failed)
+            combined["pending_delivered"] += batch.pending_delivered
+            combined["pending_undelivered"] += batch.pending_undelivered
+            combined["retried"] += batch.retried
+            if batch.error:
+                combined["errors"].append({"batch": batch.index, "error": batch.error})
+        return combined
+
+
+class BroadcastBatch(models.Model):
+    """One task's share of a :class:`Broadcast` and, once it ran, its outcome."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        #: The task raised: its recipients' fate is unknown (``error`` says why).
+        ERROR = "error", _("Error")
+
+    broadcast = models.ForeignKey(
+        Broadcast, on_delete=models.CASCADE, related_name="+", verbose_name=_("broadcast")
+    )
+    index = models.PositiveIntegerField(_("index"))
+    size = models.PositiveIntegerField(_("size"))
+    state = models.CharField(_("state"), max_length=16, choices=State, default=State.QUEUED)
+    worker = models.CharField(_("worker"), max_length=200, blank=True)
+    sent = models.PositiveIntegerField(_("sent"), default=0)
+    gone = models.JSONField(_("gone"), default=list, blank=True)
+    failed = models.JSONField(_("failed"), default=dict, blank=True)
+    pending_delivered = models.JSONField(_("pending delivered"), default=list, blank=True)
+    pending_undelivered = models.JSONField(_("pending undelivered"), default=list, blank=True)
+    retried = models.PositiveIntegerField(_("retried"), default=0)
+    duration = models.FloatField(_("duration"), default=0.0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("background broadcast batch")
+        verbose_name_plural = _("background broadcast batches")
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "index"], name="dagw_broadcast_batch")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.broadcast_id}.{self.index} ({self.get_state_display()})"
+
+    def as_report(self) -> dict[str, Any]:
+        """The batch's outcome in the shape the task returns."""
+        return {
+            "sent": self.sent,
+            "gone": list(self.gone),
+            "failed": dict(self.failed),
+            "pending_delivered": list(self.pending_delivered),
+            "pending_undelivered": list(self.pending_undelivered),
+            "retried": self.retried,
+            "duration": self.duration,
+        }

@@ -201,7 +201,10 @@ class PendingDeliveries:
                 self._schedule(item.connection_id, time.monotonic())
             else:
                 del self._queues[item.connection_id]
-        return item.report._resolve_pending(item.connection_id, delivered, reason)
+        resolved: DeliveryReport | None = item.report._resolve_pending(
+            item.connection_id, delivered, reason
+        )
+        return resolved
 
     @staticmethod
     def _mark_open(opened: dict[str, list[str]]) -> None:

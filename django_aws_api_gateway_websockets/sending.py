@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -281,7 +281,7 @@ def _instance_rows(sessions: Iterable[WebSocketSession]) -> Iterator[Recipient]:
 def _rows(recipients: Any) -> Iterator[Recipient]:
     """The connected recipients, once per connection, streamed from the database."""
     if isinstance(recipients, QuerySet):
-        yield from connected_values(recipients, *RECIPIENT_FIELDS)  # type: ignore[misc]
+        yield from connected_values(recipients, *RECIPIENT_FIELDS)
     else:
         yield from _instance_rows(recipients)
 
@@ -289,7 +289,7 @@ def _rows(recipients: Any) -> Iterator[Recipient]:
 async def _arows(recipients: Any) -> AsyncIterator[Recipient]:
     if isinstance(recipients, QuerySet):
         async for row in aconnected_values(recipients, *RECIPIENT_FIELDS):
-            yield row  # type: ignore[misc]
+            yield row
     else:
         for row in _instance_rows(recipients):
             yield row
@@ -492,7 +492,11 @@ class _Run:
 
 
 def _db_alias(recipients: Any) -> str:
-    return recipients.db if isinstance(recipients, QuerySet) else "default"
+    if isinstance(recipients, QuerySet):
+        return recipients.db
+    from .models import WebSocketSession
+
+    return router.db_for_write(WebSocketSession)
 
 
 def send_message(recipients: Any, data: Any) -> DeliveryReport:

@@ -13,6 +13,12 @@
   connection ids to reasons). ``sender`` is the transport class. Sent again, from the pending
   worker's thread, when recipients that were still opening (``report.pending``) end up
   undelivered.
+
+And from :mod:`.tasks`:
+
+* ``broadcast_finished(sender, broadcast, report)``: the last batch of a background broadcast
+  finished (on the worker that ran it); ``report`` is :meth:`~.models.Broadcast.report`.
+  ``sender`` is :class:`~.models.Broadcast`.
 """
 
 from django.dispatch import Signal
@@ -21,3 +27,4 @@ connected = Signal()
 message_received = Signal()
 disconnected = Signal()
 delivery_failed = Signal()
+broadcast_finished = Signal()

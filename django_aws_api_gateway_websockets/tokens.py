@@ -1,9 +1,16 @@
-"""Single-use WebSocket tokens: minted behind a CSRF-protected endpoint, consumed on ``$connect``.
+r"""Single-use WebSocket tokens: minted behind a CSRF-protected endpoint, consumed on ``$connect``.
 
 Only a SHA-256 hash of each token is stored, so a database leak reveals no usable token. A token
 is consumed by one conditional ``UPDATE … WHERE used_at IS NULL AND expires_at > now`` on its hash:
 the database lets exactly one of any number of concurrent connects win. Nothing depends on the
 site's session cookie reaching the WebSocket host.
+
+PostgreSQL and SQLite 3.35+ return the owner from that ``UPDATE`` (``RETURNING``: one query).
+MySQL and MariaDB have no ``UPDATE … RETURNING``: there the same conditional ``UPDATE`` runs alone
+and only the connection whose statement changed the row (row count 1) reads the owner back, a
+second query on the unique hash. InnoDB's row lock makes concurrent ``UPDATE``\ s wait and then
+re-check ``used_at IS NULL``, so the guarantee is the same. Older SQLite locks, then updates.
+The database is the router's write database for :class:`~.models.WebSocketToken`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Q
+from django.db.models import Field, Model, Q
 from django.utils import timezone
 
 from .conf import ws_settings
@@ -99,6 +106,8 @@ def consume_token(
     db = connections[router.db_for_write(WebSocketToken)]
     if has_update_returning(db):
         owner = _consume_returning(db, token_hash, now, used_for)
+    elif db.vendor == "mysql":
+        owner = _consume_update_then_read(db, token_hash, now, used_for)
     else:
         owner = _consume_locked(db, token_hash, now, used_for)
     if owner is _NO_OWNER:
@@ -113,22 +122,32 @@ def has_update_returning(db: BaseDatabaseWrapper) -> bool:
     return db.vendor == "sqlite" and bool(db.features.can_return_columns_from_insert)
 
 
-def _active_field() -> Field | None:
+def _active_field() -> Field[Any, Any] | None:
     """The user model's ``is_active`` column, if it has one (custom users may not)."""
     try:
         field = get_user_model()._meta.get_field("is_active")
     except FieldDoesNotExist:
         return None
-    return field if getattr(field, "concrete", False) else None
+    return field if isinstance(field, Field) and field.concrete else None
 
 
-def _consume_returning(
+def column(model: type[Model], name: str) -> str:
+    """The database column of ``model``'s concrete field ``name`` (or ``"pk"``)."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    if not isinstance(field, Field) or field.column is None:
+        raise TypeError(f"{model.__name__}.{name} is not a concrete field")
+    return field.column
+
+
+def _conditional_update(
     db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
-) -> object:
+) -> tuple[str, list[Any], dict[str, str]]:
+    """``UPDATE … SET used_at = now`` on the token's hash, only while it is usable: unused,
+    unexpired, for this audience and (with an ``is_active`` column) an active or no owner."""
     meta = WebSocketToken._meta
     qn = db.ops.quote_name
     col = {
-        name: qn(meta.get_field(name).column)
+        name: qn(column(WebSocketToken, name))
         for name in (
             "token_hash",
             "used_at",
@@ -146,7 +165,7 @@ def _consume_returning(
         f" AND ({col['gateway']} IS NULL OR {col['gateway']} = %s)"
         f" AND ({col['channel_name']} = '' OR {col['channel_name']} = %s)"
     )
-    params: list[object] = [
+    params: list[Any] = [
         stamp,
         token_hash,
         stamp,
@@ -157,22 +176,50 @@ def _consume_returning(
     active = _active_field()
     if active is not None:
         user_meta = get_user_model()._meta
+        token_table = qn(WebSocketToken._meta.db_table)
         user_table = qn(user_meta.db_table)
         # Identifiers come from model metadata and are quoted; values are parameters. EXISTS on
         # the owner's primary key: one index lookup (``IN (SELECT … WHERE is_active)`` read
         # every active user on each $connect).
         where += (
             f" AND ({col['user']} IS NULL OR EXISTS (SELECT 1 FROM {user_table} "  # noqa: S608
-            f"WHERE {user_table}.{qn(user_meta.pk.column)} = {qn(meta.db_table)}.{col['user']} "
+            f"WHERE {user_table}.{qn(user_meta.pk.column)} = {token_table}.{col['user']} "
             f"AND {user_table}.{qn(active.column)} = %s))"
         )
         params.append(True)
-    sql = (
-        f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s "  # noqa: S608
-        f"WHERE {where} RETURNING {col['user']}"
-    )
+    sql = f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s WHERE {where}"  # noqa: S608
+    return sql, params, col
+
+
+def _consume_returning(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
+    sql, params, col = _conditional_update(db, token_hash, now, used_for)
+    with db.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {col['user']}", params)
+        row = cursor.fetchone()
+    return _NO_OWNER if row is None else row[0]
+
+
+def _consume_update_then_read(
+    db: BaseDatabaseWrapper, token_hash: str, now: datetime, used_for: Audience
+) -> object:
+    """MySQL/MariaDB: the conditional ``UPDATE``; its winner (row count 1) reads the owner.
+
+    Django connects to MySQL with ``CLIENT.FOUND_ROWS``, so the row count is the rows matched;
+    ``used_at`` goes from NULL to a time, so matched and changed are the same here anyway.
+    """
+    sql, params, col = _conditional_update(db, token_hash, now, used_for)
+    table = db.ops.quote_name(WebSocketToken._meta.db_table)
     with db.cursor() as cursor:
         cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            return _NO_OWNER
+        # The hash is unique and this connection just used the token: the row is ours.
+        cursor.execute(
+            f"SELECT {col['user']} FROM {table} WHERE {col['token_hash']} = %s",  # noqa: S608
+            [token_hash],
+        )
         row = cursor.fetchone()
     return _NO_OWNER if row is None else row[0]
 
@@ -199,3 +246,67 @@ def _consume_locked(
             return _NO_OWNER
         tokens.filter(pk=row[0]).update(used_at=now)
         return row[1]
+
+
+# Why a handshake failed ----------------------------------------------------------------------
+#
+# A browser sees only "the socket closed" when ``$connect`` is refused: the HTTP status of the
+# handshake is hidden from JavaScript. The page still holds the token it connected with, so
+# ``$connect`` writes its refusal onto that token's row and the page asks for it afterwards.
+
+#: Stored refusal reasons are cut to the column's length.
+REFUSAL_REASON_LENGTH = 200
+
+
+def record_refusal(token: str, status: int, reason: str, *, spent: bool) -> None:
+    """Remember why the connection that presented ``token`` was refused.
+
+    ``spent``: the token was consumed by this attempt (a later check refused). Otherwise the
+    token was rejected unused, and only an unused token's row is marked: a replayed, used
+    token must not overwrite the answer its first connection got.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return
+    rows = WebSocketToken.objects.filter(token_hash=hash_token(token), refusal_status=None)
+    if not spent:
+        # An expired token heals by minting a new one: only a rejection that retrying cannot
+        # cure (another audience, a deactivated owner) is worth reporting.
+        rows = rows.filter(used_at=None, expires_at__gt=timezone.now())
+    rows.update(refusal_status=status, refusal_reason=reason[:REFUSAL_REASON_LENGTH])
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """What became of a token: ``unused``, ``expired``, ``accepted``, ``refused`` or
+    ``unknown`` (no such token, or not the asker's)."""
+
+    state: str
+    status: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"state": self.state}
+        if self.state == "refused":
+            data.update(status=self.status, reason=self.reason)
+        return data
+
+
+def token_status(token: str, user: Any | None, now: datetime | None = None) -> TokenStatus:
+    """The status of ``token`` for its owner; ``user`` is ``None`` for an anonymous asker.
+
+    A token minted for a signed-in user is reported only to that user; an anonymous token to
+    whoever holds it (holding its 256 random bits is the proof).
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return TokenStatus("unknown")
+    record = WebSocketToken.objects.filter(token_hash=hash_token(token)).first()
+    owner_id = getattr(user, "pk", None)
+    if record is None or record.user_id != owner_id:
+        return TokenStatus("unknown")
+    if record.refusal_status is not None:
+        return TokenStatus("refused", record.refusal_status, record.refusal_reason)
+    if record.used_at is not None:
+        return TokenStatus("accepted")
+    if record.expires_at <= (now or timezone.now()):
+        return TokenStatus("expired")
+    return TokenStatus("unused")

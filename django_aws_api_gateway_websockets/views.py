@@ -33,7 +33,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from . import contract, ratelimits, routing, signals, statements
+from . import contract, ratelimits, replies, routing, signals, statements
 from .authentication import BaseGatewayAuthenticator, authenticate_gateway
 from .channels import validate_channel_name
 from .client_ip import get_client_ip
@@ -44,15 +44,29 @@ from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, Web
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
 from .permissions import BasePermission, RequiredPermissions, enforce
+from .routing import websocket_handler
 from .throttling import BaseThrottle, ip_key
-from .tokens import Audience, TokenRejected, consume_token, mint_token
+from .tokens import (
+    Audience,
+    TokenRejected,
+    consume_token,
+    mint_token,
+    record_refusal,
+    token_status,
+)
 
 logger = logging.getLogger("django_aws_api_gateway_websockets")
 
 
-@cache
-def _allowed_handlers(view_class: type) -> frozenset[str]:
-    return routing.allowed_handler_names(view_class)
+_HANDLER_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def _allowed_handlers(view_class: type[Any]) -> frozenset[str]:
+    """Cached per view class (a dict: ``functools.cache`` cannot be typed for ``type(self)``)."""
+    names = _HANDLER_NAMES.get(view_class)
+    if names is None:
+        names = _HANDLER_NAMES[view_class] = routing.allowed_handler_names(view_class)
+    return names
 
 
 @cache
@@ -198,6 +212,10 @@ class WebSocketView(View):
                 refusal.status_code,
                 refusal.reason,
             )
+            event = getattr(self, "event", None)
+            request_id = replies.request_id_of(event.json) if event is not None else None
+            if request_id is not None and not event.is_connect:
+                return replies.refusal_reply(request_id, refusal.status_code, refusal.reason)
             return refusal.as_response()
         finally:
             if not redacted:  # also when refused before parsing: Django logs 4xx requests
@@ -213,22 +231,36 @@ class WebSocketView(View):
             event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
         )
         throttles = self.get_throttles()
-        with statements.connect_transaction(router.db_for_write(WebSocketSession)):
-            session = self._open_session(request, channel, throttles, now)
+        token = event.query.get(contract.TOKEN_QUERY_PARAM, "") if self.USE_WS_TOKEN else ""
+        try:
+            with statements.connect_transaction(router.db_for_write(WebSocketSession)):
+                session = self._open_session(request, channel, throttles, token, now)
+        except WebSocketRefusal as refusal:
+            # The page that minted the token asks the token status endpoint why (a browser
+            # cannot read a refused handshake's status).
+            spent = getattr(refusal, "token_spent", False)
+            record_refusal(token, refusal.status_code, refusal.reason, spent=spent)
+            raise
         self.websocket_session = session
         signals.connected.send(sender=type(self), session=session, request=request)
         return _empty_response()
 
     def _open_session(
-        self, request: HttpRequest, channel: str, throttles: list[BaseThrottle], now: Any
+        self,
+        request: HttpRequest,
+        channel: str,
+        throttles: list[BaseThrottle],
+        token: str,
+        now: Any,
     ) -> WebSocketSession:
-        """Spend the token, count the attempt, check permissions, write the session."""
+        """Spend the token, count the attempt, check permissions, write the session: every
+        refusal raised here is recorded on the token."""
         event = self.event
         owner_id: int | None = None
         if self.USE_WS_TOKEN:
             try:
                 owner_id = consume_token(
-                    event.query.get(contract.TOKEN_QUERY_PARAM, ""),
+                    token,
                     now,
                     view=self.token_audience,
                     gateway_id=self.gateway.pk,
@@ -237,15 +269,18 @@ class WebSocketView(View):
             except TokenRejected:
                 self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("Missing, used or expired token.")) from None
-            if owner_id is None and not self.ALLOW_ANONYMOUS:
+        try:
+            if self.USE_WS_TOKEN and owner_id is None and not self.ALLOW_ANONYMOUS:
                 self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("This endpoint requires a signed-in user."))
-        self._throttle(throttles, owner_id, now)
-
-        request.user = _lazy_user(owner_id)
-        enforce(self.get_permissions(), request, self)
-        if not self.has_channel_permission(request, channel):
-            raise Forbidden(_("You may not join this channel."))
+            self._throttle(throttles, owner_id, now)
+            request.user = _lazy_user(owner_id)
+            enforce(self.get_permissions(), request, self)
+            if not self.has_channel_permission(request, channel):
+                raise Forbidden(_("You may not join this channel."))
+        except WebSocketRefusal as refusal:
+            refusal.token_spent = self.USE_WS_TOKEN  # type: ignore[attr-defined]
+            raise
 
         session = WebSocketSession(
             connection_id=event.connection_id,
@@ -305,7 +340,17 @@ class WebSocketView(View):
         signals.message_received.send(
             sender=type(self), session=session, request=request, handler=name, data=event.json
         )
-        return render_reply(getattr(self, name)(request, *args, **kwargs))
+        result = getattr(self, name)(request, *args, **kwargs)
+        request_id = replies.request_id_of(event.json)
+        if request_id is not None:
+            return replies.reply(request_id, result)
+        return render_reply(result)
+
+    @websocket_handler
+    def ping(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        """Keep-alive: ``{"action": "ping"}`` resets API Gateway's 10-minute idle timer (and
+        refreshes ``last_seen_at``); the answer is empty, so nothing is sent back."""
+        return None
 
     def _touch(self, session: WebSocketSession) -> None:
         """Record activity at most once per ``LAST_SEEN_UPDATE_INTERVAL``, not on every message.
@@ -398,3 +443,25 @@ class WebSocketTokenView(View):
         )
         minted = mint_token(user, audience)
         return JsonResponse({"token": minted.token, "expires_in": minted.expires_in})
+
+
+@method_decorator([csrf_protect, never_cache], name="dispatch")
+class WebSocketTokenStatusView(View):
+    """POST ``token`` (with Django's CSRF token) for what became of it: ``{"state": ...}``.
+
+    After a failed handshake the page asks here why: ``refused`` comes with the ``status`` and
+    ``reason`` that ``$connect`` answered (401 and 403 will not heal by retrying);
+    ``unused`` means Django never saw the attempt. Only the token's owner gets an answer.
+    """
+
+    http_method_names: ClassVar[list[str]] = ["post"]  # type: ignore[misc]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return _no_login_required(super().as_view(**initkwargs))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = getattr(request, "user", None)
+        owner = user if user is not None and user.is_authenticated else None
+        status = token_status(request.POST.get("token", ""), owner)
+        return JsonResponse(status.as_dict(), status=404 if status.state == "unknown" else 200)

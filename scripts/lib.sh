@@ -1,23 +1,29 @@
 # Shared by scripts/test and scripts/bench: create the virtualenv and install the package with
 # its test and lint tools, only when pyproject.toml or the Django version asked for has changed.
-# Reads PYTHON, VENV and DJANGO_SPEC (with defaults); must be sourced from the repository root.
+# Reads PYTHON, VENV, DJANGO_SPEC and EXTRAS (with defaults); must be sourced from the repository
+# root. EXTRAS gets "mysql" added when DAGW_TEST_DATABASE=mysql (mysqlclient, built against
+# libmariadb-dev).
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 DJANGO_SPEC=${DJANGO_SPEC:-django>=5.2,<6.0}
+EXTRAS=${EXTRAS:-test,lint,docs,browser}
+if [ "${DAGW_TEST_DATABASE:-}" = mysql ] && [[ ",$EXTRAS," != *,mysql,* ]]; then
+  EXTRAS="$EXTRAS,mysql"
+fi
 
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
   local stamp="$VENV/.dagw-installed" want
-  want="$(cat pyproject.toml) $DJANGO_SPEC"
+  want="$(cat pyproject.toml) $DJANGO_SPEC [$EXTRAS]"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing the package and its test tools into $VENV ..."
     local log="$VENV/install.log"
     if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
            "$VENV/bin/python" -m pip install --disable-pip-version-check \
-             -e ".[test,lint,docs]" "$DJANGO_SPEC"; } >"$log" 2>&1; then
+             -e ".[$EXTRAS]" "$DJANGO_SPEC"; } >"$log" 2>&1; then
       cat "$log" >&2
       echo "Installation failed (log above)." >&2
       return 1

@@ -91,3 +91,30 @@ def last_active(server: ManagementApiServer, connection_id: str, seconds_ago: in
     server.connections[connection_id].last_active_at = stamp
     when = datetime.fromtimestamp(stamp, dt_timezone.utc)
     return when if settings.USE_TZ else timezone.make_naive(when)
+
+
+def worker_database_env(alias: str = "default") -> dict[str, str]:
+    """Environment for a worker subprocess (``tests.settings``) on this run's test database,
+    already created and migrated: PostgreSQL or MariaDB, whichever the suite runs on."""
+    from django.db import connections
+
+    db = connections[alias].settings_dict
+    vendor = connections[alias].vendor
+    if vendor == "postgresql":
+        return {
+            "DAGW_TEST_DATABASE": "postgresql",
+            "DAGW_DB_NAME": db["NAME"],
+            "DAGW_PG_USER": db["USER"],
+            "DAGW_PG_HOST": db["HOST"],
+            "DAGW_PG_PORT": str(db["PORT"]),
+        }
+    if vendor == "mysql":
+        return {
+            "DAGW_TEST_DATABASE": "mysql",
+            "DAGW_DB_NAME": db["NAME"],
+            "DAGW_MYSQL_USER": db["USER"],
+            "DAGW_MYSQL_PASSWORD": db["PASSWORD"],
+            "DAGW_MYSQL_HOST": db["HOST"],
+            "DAGW_MYSQL_PORT": str(db["PORT"]),
+        }
+    raise RuntimeError(f"a worker subprocess cannot share a {vendor} test database")

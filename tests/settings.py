@@ -1,5 +1,10 @@
-"""Settings for the test suite. ``DAGW_TEST_DATABASE=postgresql`` runs it on PostgreSQL;
-``DAGW_TEST_USE_TZ=0`` runs it with ``USE_TZ = False`` (naive local datetimes)."""
+"""Settings for the test suite. ``DAGW_TEST_DATABASE=postgresql`` runs it on PostgreSQL,
+``DAGW_TEST_DATABASE=mysql`` on MariaDB/MySQL; ``DAGW_TEST_USE_TZ=0`` runs it with
+``USE_TZ = False`` (naive local datetimes).
+
+Every run has a second alias, ``other``, and a router that sends nothing there by default;
+``tests/test_routers.py`` points the package's models at it to prove that every query the package
+makes (tokens, rate limits, sessions) follows the router."""
 
 import os
 
@@ -57,19 +62,44 @@ TEMPLATES = [
 ]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-if os.environ.get("DAGW_TEST_DATABASE") == "postgresql":
+_DATABASE = os.environ.get("DAGW_TEST_DATABASE", "sqlite")
+_DB_NAME = os.environ.get("DAGW_DB_NAME") or os.environ.get("DAGW_PG_NAME", "dagw")
+if _DATABASE == "postgresql":
+    _server = {
+        "ENGINE": "django.db.backends.postgresql",
+        "USER": os.environ.get("DAGW_PG_USER", "postgres"),
+        "HOST": os.environ.get("DAGW_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("DAGW_PG_PORT", "5432"),
+        "CONN_MAX_AGE": 0,
+    }
     DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("DAGW_PG_NAME", "dagw"),
-            "USER": os.environ.get("DAGW_PG_USER", "postgres"),
-            "HOST": os.environ.get("DAGW_PG_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("DAGW_PG_PORT", "5432"),
-            "CONN_MAX_AGE": 0,
-        }
+        "default": {**_server, "NAME": _DB_NAME},
+        "other": {**_server, "NAME": f"{_DB_NAME}_other"},
+    }
+elif _DATABASE == "mysql":
+    _server = {
+        "ENGINE": "django.db.backends.mysql",
+        "USER": os.environ.get("DAGW_MYSQL_USER", "root"),
+        "PASSWORD": os.environ.get("DAGW_MYSQL_PASSWORD", ""),
+        "HOST": os.environ.get("DAGW_MYSQL_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("DAGW_MYSQL_PORT", "3306"),
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"charset": "utf8mb4"},
+        "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+    }
+    DATABASES = {
+        "default": {**_server, "NAME": _DB_NAME},
+        "other": {**_server, "NAME": f"{_DB_NAME}_other"},
+    }
+elif _DATABASE == "sqlite":
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    raise RuntimeError(f"DAGW_TEST_DATABASE={_DATABASE!r}: use sqlite, postgresql or mysql")
+
+DATABASE_ROUTERS = ["tests.routers.PackageRouter"]
 
 GATEWAY_SECRET = "test-gateway-secret-0123456789abcdef"
 AWS_API_GATEWAY_WEBSOCKETS = {

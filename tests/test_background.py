@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -36,6 +35,7 @@ from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSessio
 from django_aws_api_gateway_websockets.sending import MessageTooLarge
 from django_aws_api_gateway_websockets.tasks import send_message_task
 from django_aws_api_gateway_websockets.transports.outbox import outbox
+from tests.helpers import worker_database_env
 from tests.management_api import ManagementApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -518,7 +518,7 @@ def test_background_sending_works_without_a_default_task_backend():
 # -- a worker in another process -------------------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent
 def test_worker_subprocess_sends_through_the_management_api(gateway):
     sessions = make_sessions(gateway, 7)
     gone = sessions[2]
@@ -531,16 +531,11 @@ def test_worker_subprocess_sends_through_the_management_api(gateway):
         assert len(results) == 3
         assert server.requests == 0
 
-        db = connection.settings_dict
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings_worker",
             "DAGW_WORKER_TRANSPORT_URL": server.url,
-            "DAGW_TEST_DATABASE": "postgresql",
-            "DAGW_PG_NAME": db["NAME"],  # the test database, already created and migrated
-            "DAGW_PG_USER": db["USER"],
-            "DAGW_PG_HOST": db["HOST"],
-            "DAGW_PG_PORT": str(db["PORT"]),
+            **worker_database_env(),
             "PYTHONPATH": str(ROOT),
         }
         worker = subprocess.run(
@@ -584,3 +579,87 @@ def test_background_batches_hold_each_connection_once_for_a_many_to_many_join(ga
     assert [result.args[0] for result in results] == [[session.pk]]
     run_worker()
     assert outbox.messages(session.connection_id) == [{"n": 1}]
+
+
+# -- the combined report ---------------------------------------------------------------------------
+
+
+def test_broadcast_record_combines_every_batch_into_one_report(gateway):
+    from django_aws_api_gateway_websockets.models import Broadcast, BroadcastBatch
+    from django_aws_api_gateway_websockets.signals import broadcast_finished
+    from tests.helpers import receiver
+
+    sessions = make_sessions(gateway, 8)
+    gone, refused = sessions[1].connection_id, sessions[6].connection_id
+    outbox.gone(gone)
+    outbox.fail(refused, status=403, reason="ForbiddenException")
+
+    results = WebSocketSession.objects.all().send_message("hi", background=True)
+    assert len(results) == 3
+    broadcast = results.broadcast
+    assert (broadcast.recipients, broadcast.batches, broadcast.finished) == (8, 3, False)
+    assert results.report()["batches_finished"] == 0
+    with receiver(broadcast_finished) as calls:
+        run_worker()
+    report = results.report()
+    assert report["finished"] is True
+    assert (report["batches"], report["batches_finished"]) == (3, 3)
+    assert report["sent"] == 6
+    assert report["gone"] == [gone]
+    assert report["failed"] == {refused: "ForbiddenException"}
+    assert report["errors"] == []
+    assert sum(finished(r).return_value["sent"] for r in results) == 6
+    # One signal, from the batch that finished last, with the same combined report.
+    assert len(calls) == 1
+    assert calls[0]["broadcast"].pk == broadcast.pk
+    assert calls[0]["report"] == report
+    assert Broadcast.objects.get(pk=broadcast.pk).finished_at is not None
+    assert set(BroadcastBatch.objects.values_list("state", flat=True)) == {"done"}
+    assert not WebSocketSession.objects.get(connection_id=gone).connected
+
+
+def test_a_batch_delivered_twice_is_sent_once(gateway):
+    """Queues deliver at least once: a second run of the same task sends nothing and returns
+    the outcome stored by the first."""
+    sessions = make_sessions(gateway, 2)
+    results = WebSocketSession.objects.all().send_message("once", background=True)
+    run_worker()
+    (result,) = results
+    first = finished(result).return_value
+    again = send_message_task.func(*result.args)
+    assert again == first
+    for session in sessions:
+        assert outbox.messages(session.connection_id) == ["once"]
+    assert results.report()["sent"] == 2
+
+
+def test_a_missing_batch_row_is_an_error_not_a_silent_skip(gateway):
+    from django_aws_api_gateway_websockets.tasks import BatchNotFound
+
+    make_sessions(gateway, 1)
+    with pytest.raises(BatchNotFound):
+        send_message_task.func([1], "x", 999_999, 0)
+    assert outbox.total == 0
+
+
+def test_a_batch_that_raises_is_recorded_and_still_finishes_the_broadcast(gateway, monkeypatch):
+    from django_aws_api_gateway_websockets import tasks
+
+    make_sessions(gateway, 4)
+    results = WebSocketSession.objects.all().send_message("x", background=True)
+    calls = {"n": 0}
+    real = tasks.send_message
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "send_message", flaky)
+    run_worker()
+    report = results.report()
+    assert report["finished"] is True
+    assert report["batches_finished"] == 2
+    assert report["sent"] == 1
+    assert [e["error"] for e in report["errors"]] == ["RuntimeError: boom"]

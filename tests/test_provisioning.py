@@ -428,7 +428,7 @@ def test_waiting_for_the_certificate_gives_up_with_a_clear_error(plane, record, 
     assert record.certificate_arn  # recorded: the next run waits for the same certificate
 
 
-@pytest.mark.postgres
+@pytest.mark.concurrent
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_applies_create_one_api(plane):
     from django_aws_api_gateway_websockets.provisioning import Busy

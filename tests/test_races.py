@@ -1,4 +1,5 @@
-"""Races that only a database with real concurrent writers can show (the PostgreSQL pass of CI).
+"""Races that only a database with real concurrent writers can show (the PostgreSQL and
+MariaDB passes of CI).
 
 Each test starts real threads together behind a barrier (:func:`tests.concurrency.race`); every
 thread has its own database connection, so the statements really run side by side, and closes it
@@ -27,9 +28,10 @@ from django_aws_api_gateway_websockets.tokens import mint_token
 from tests.concurrency import race
 
 
-def postgres_race(func):
-    """Run only in the PostgreSQL pass, with committed data visible to every thread."""
-    return pytest.mark.postgres(pytest.mark.django_db(transaction=True)(func))
+def concurrent_race(func):
+    """Run only on a server database (PostgreSQL, MariaDB), with committed data visible to
+    every thread."""
+    return pytest.mark.concurrent(pytest.mark.django_db(transaction=True)(func))
 
 
 #: A window far longer than a test run, so a race never straddles two fixed windows.
@@ -48,19 +50,21 @@ def _assert_clean(result) -> None:
     assert result.peak_in_flight > 1, result
 
 
-@postgres_race
-def test_running_on_postgresql():
-    assert connection.vendor == "postgresql", connection.vendor
+@concurrent_race
+def test_running_on_a_server_database():
+    assert connection.vendor in {"postgresql", "mysql"}, connection.vendor
 
 
 def test_backend_matches_the_requested_database():
-    """Not marked ``postgres``: if the PostgreSQL pass silently fell back to SQLite, the marked
-    tests would be deselected without a trace; this one fails instead."""
-    wants_postgres = os.environ.get("DAGW_TEST_DATABASE") == "postgresql"
-    assert (connection.vendor == "postgresql") is wants_postgres, connection.vendor
+    """Not marked ``concurrent``: if the PostgreSQL or MariaDB pass silently fell back to
+    SQLite, the marked tests would be deselected without a trace; this one fails instead."""
+    wanted = os.environ.get("DAGW_TEST_DATABASE", "sqlite")
+    assert connection.vendor == {"postgresql": "postgresql", "mysql": "mysql"}.get(
+        wanted, "sqlite"
+    ), connection.vendor
 
 
-@postgres_race
+@concurrent_race
 def test_one_token_many_connects_exactly_one_wins(gateway, user):
     token = mint_token(user).token
     count = 64
@@ -85,7 +89,7 @@ def test_one_token_many_connects_exactly_one_wins(gateway, user):
     assert record.used_at is not None
 
 
-@postgres_race
+@concurrent_race
 def test_parallel_connects_from_one_ip_respect_the_limit(gateway):
     count, limit, ip = 100, 20, "203.0.113.77"
     ws_conf = _ws_settings(CONNECT_LIMIT_PER_IP=limit, CONNECT_WINDOW=LONG_WINDOW)
@@ -109,7 +113,7 @@ def test_parallel_connects_from_one_ip_respect_the_limit(gateway):
     assert window.count == count
 
 
-@postgres_race
+@concurrent_race
 def test_parallel_token_mints_respect_the_limit(user):
     count, limit = 50, 10
     url = reverse("django_aws_api_gateway_websockets:token")
@@ -135,7 +139,7 @@ def test_parallel_token_mints_respect_the_limit(user):
     assert RateLimitWindow.objects.get(key=f"token:user:{user.pk}").count == count
 
 
-@postgres_race
+@concurrent_race
 def test_same_connection_id_connecting_in_parallel_is_one_row(gateway, user):
     count = 20
     connection_id = new_connection_id()

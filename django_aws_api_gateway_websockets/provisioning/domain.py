@@ -45,11 +45,12 @@ class ActualDomain:
         """The DNS validation record ACM asks for, once it has made one up."""
         for option in (self.certificate or {}).get("DomainValidationOptions", []):
             if option.get("ResourceRecord"):
-                return option["ResourceRecord"]
+                record: dict[str, str] = option["ResourceRecord"]
+                return record
         return None
 
 
-def read_record_sets(route53: Any, zone: str, name: str, types: tuple[str, ...]) -> dict:
+def read_record_sets(route53: Any, zone: str, name: str, types: tuple[str, ...]) -> dict[str, Any]:
     """The record sets named ``name`` of the given types in ``zone`` (one list call)."""
     found = route53.list_resource_record_sets(
         HostedZoneId=zone, StartRecordName=name, StartRecordType=types[0], MaxItems=str(len(types))
@@ -267,10 +268,14 @@ def plan_domain(
         )
         return
     want_target = fqdn(target[0]) if target else None
-    aligned = want_target and all(
-        fqdn(actual.records.get(t, {}).get("AliasTarget", {}).get("DNSName", "")) == want_target
-        and actual.records[t]["AliasTarget"].get("HostedZoneId") == target[1]
-        for t in ALIAS_TYPES
+    aligned = (
+        target is not None
+        and bool(want_target)
+        and all(
+            fqdn(actual.records.get(t, {}).get("AliasTarget", {}).get("DNSName", "")) == want_target
+            and actual.records[t]["AliasTarget"].get("HostedZoneId") == target[1]
+            for t in ALIAS_TYPES
+        )
     )
     if not aligned:
         alias = {

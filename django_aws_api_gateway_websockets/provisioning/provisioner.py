@@ -92,7 +92,8 @@ class Provisioner:
 
     @property
     def resources(self) -> dict[str, str]:
-        return self.gateway.aws_resources
+        resources: dict[str, str] = self.gateway.aws_resources
+        return resources
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -184,7 +185,7 @@ class Provisioner:
             plan_domain_teardown(plan, desired.domain, actual_domain, self.resources)
         api_id = self.gateway.api_id
         actual = read_api(self.client(SERVICE), api_id, _all_two_way(desired))
-        if actual.api is None:
+        if actual.api is None or not api_id:
             return plan
         plan_api_teardown(plan, desired, actual, self.resources, api_id)
         return plan

@@ -121,7 +121,22 @@ class BaseTransport(ABC):
 @lru_cache(maxsize=1)
 def _transport(path: str, options_key: str) -> BaseTransport:
     options = dict(ws_settings.TRANSPORT_OPTIONS or {})
-    return import_string(path)(**options)
+    transport: BaseTransport = import_string(path)(**options)
+    return transport
+
+
+#: The default transport, replaced by :data:`LOCAL_TRANSPORT` when ``LOCAL_GATEWAY_URL`` is set.
+AWS_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.ManagementApiTransport"
+LOCAL_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
+
+
+def transport_path() -> str:
+    """``TRANSPORT``; with ``LOCAL_GATEWAY_URL`` set, the AWS transport becomes the local one
+    (same protocol, placeholder credentials), so only the setting changes between the two."""
+    path = ws_settings.TRANSPORT
+    if path == AWS_TRANSPORT and ws_settings.LOCAL_GATEWAY_URL:
+        return LOCAL_TRANSPORT
+    return path
 
 
 #: The transport for the current settings (cleared when they change).
@@ -134,7 +149,7 @@ def get_transport() -> BaseTransport:
     active = _active
     if active is None:
         options = ws_settings.TRANSPORT_OPTIONS or {}
-        active = _active = _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+        active = _active = _transport(transport_path(), repr(sorted(options.items())))
     return active
 
 

@@ -140,8 +140,6 @@ def retry_after(response: Response | None, now: float | None = None) -> float | 
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -426,6 +424,7 @@ class _AsyncBatch(Batch):
         except Exception as exc:  # e.g. an unencodable host name: final, and never a hang
             outcome, reason, response = Outcome.FAILED, type(exc).__name__, None
         else:
+            assert response is not None
             reason = "" if 200 <= response.status < 300 else error_code(response)
             outcome = classify(response.status, reason)
         if outcome is None:
@@ -568,10 +567,14 @@ class ManagementApiTransport(BaseTransport):
 
 
 class LocalGatewayTransport(ManagementApiTransport):
-    """The Management API of a local gateway at ``endpoint_url``, always signed with dummy
-    credentials (a local gateway checks that requests are signed, not who signed them)."""
+    """The Management API of a local gateway, always signed with dummy credentials (a local
+    gateway checks that requests are signed, not who signed them).
 
-    def __init__(self, *, endpoint_url: str, **options: Any) -> None:
+    Without ``endpoint_url`` each gateway's own URL is used (``LOCAL_GATEWAY_URL`` gives
+    ``<url>/<api_id>/<stage>``); with it, every call goes to that one base URL.
+    """
+
+    def __init__(self, *, endpoint_url: str | None = None, **options: Any) -> None:
         options.setdefault("max_rate", None)
         super().__init__(endpoint_url=endpoint_url, **options)
 

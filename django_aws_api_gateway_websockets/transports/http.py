@@ -1,10 +1,12 @@
-"""A minimal keep-alive HTTP/1.1 client on ``asyncio`` for the Management API's tiny requests.
+"""A thin keep-alive HTTP/1.1 client on ``asyncio`` for the Management API's tiny requests.
 
 The Management API exchanges a signed request line, a few headers and at most 128 KB of body for
-an empty or small JSON answer. A general client spends most of its time on features this does not
-need; this one writes the request bytes and parses the status line, headers and a
-``Content-Length`` or chunked body, and keeps connections open in a per-host pool shared by every
-broadcast in the process.
+an empty or small JSON answer. A general client spends most of its CPU on features this does not
+need, so this module only writes the request bytes and keeps connections open in a per-host pool
+shared by every broadcast in the process. Parsing the answer (status line, headers,
+``Content-Length``, chunked bodies, keep-alive) is security-sensitive and is left entirely to
+``httptools``, the binding to llhttp (Node.js's parser, used by uvicorn). This module adds only
+limits llhttp does not set: the size of the header block and of the body.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 from typing import Any
+
+import httptools
+
+#: The largest header block accepted (names and values together). The Management API sends a
+#: few hundred bytes; anything far larger is not the Management API.
+MAX_HEADER_BYTES = 64 * 1024
+#: The largest body accepted. ``GetConnection`` answers are a few hundred bytes.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class ProtocolError(ConnectionError):
@@ -26,24 +36,70 @@ class Response:
     body: bytes
 
 
+class _TooLarge(Exception):
+    """Raised inside a parser callback; llhttp stops and reports a callback error."""
+
+
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection carrying one request at a time."""
+    """One TCP (or TLS) connection carrying one request at a time; ``httptools`` parses."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
         self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
         self.reusable = True
+        self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
     def _reset(self) -> None:
-        self._status = 0
-        self._headers: dict[str, str] | None = None
-        self._length: int | None = None
-        self._chunked = False
-        self._body = bytearray()
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._headers_done = False
+        self._delimited = True  # False: the body ends when the server closes the connection
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _TooLarge("header block too large")
+        if self._headers_done:
+            return  # a chunked body's trailer fields: not headers (RFC 9110 section 6.5)
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        # Repeated fields are combined as RFC 9110 section 5.3 says.
+        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        status = self.parser.get_status_code()
+        headers = self._headers
+        self._delimited = (
+            "content-length" in headers
+            or "transfer-encoding" in headers
+            or status in (204, 304)
+            or 100 <= status < 200
+        )
+        if not self._delimited or not self.parser.should_keep_alive():
+            self.reusable = False
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > MAX_BODY_BYTES:
+            raise _TooLarge("body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            return  # an interim answer (100 Continue): the real one follows
+        self._finish(status)
 
     # asyncio callbacks
 
@@ -52,84 +108,41 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reusable = False
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            if self._headers is not None and self._length is None and not self._chunked:
-                self._finish(bytes(self.buffer))  # body delimited by the end of the connection
+            if self._headers_done and not self._delimited:
+                # The body was delimited by the end of the connection, which llhttp cannot see
+                # (httptools has no "finish"): the answer is complete now.
+                self._finish(self.parser.get_status_code())
             else:
                 waiter.set_exception(ProtocolError("connection closed before the response ended"))
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        if not data:
+            return  # asyncio never passes b""; to llhttp it would mean "end of stream"
         if self.waiter is None:
             self.close()  # nothing was asked: an unsolicited response
             return
         try:
-            self._parse()
-        except (ValueError, IndexError) as exc:
-            self.reusable = False
-            if not self.waiter.done():
-                self.waiter.set_exception(ProtocolError(f"malformed response: {exc}"))
-            self.close()
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("unexpected protocol upgrade")
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__ or exc.__cause__
+            self._fail(str(cause) if isinstance(cause, _TooLarge) else f"malformed response: {exc}")
+        except httptools.HttpParserError as exc:
+            self._fail(f"malformed response: {exc}")
 
-    # parsing
+    def _fail(self, reason: str) -> None:
+        self.reusable = False
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ProtocolError(reason))
+        self.close()
 
-    def _parse(self) -> None:
-        buffer = self.buffer
-        if self._headers is None:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-            del buffer[: end + 4]
-            status = int(lines[0].split(" ", 2)[1])
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            self._status, self._headers = status, headers
-            if headers.get("connection", "").lower() == "close":
-                self.reusable = False
-            if status in (204, 304) or 100 <= status < 200:
-                self._length = 0
-            elif "chunked" in headers.get("transfer-encoding", "").lower():
-                self._chunked = True
-            elif "content-length" in headers:
-                self._length = int(headers["content-length"])
-            else:
-                self.reusable = False  # read until the server closes
-        if self._chunked:
-            self._parse_chunks()
-        elif self._length is not None and len(buffer) >= self._length:
-            body = bytes(buffer[: self._length])
-            del buffer[: self._length]
-            self._finish(body)
-
-    def _parse_chunks(self) -> None:
-        buffer = self.buffer
-        while True:
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                return
-            size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
-            if size == 0:
-                trailer_end = buffer.find(b"\r\n\r\n", end)
-                if trailer_end < 0:
-                    if buffer[end : end + 4] == b"\r\n\r\n":
-                        trailer_end = end
-                    else:
-                        return
-                del buffer[: trailer_end + 4]
-                self._finish(bytes(self._body))
-                return
-            if len(buffer) < end + 2 + size + 2:
-                return
-            self._body += buffer[end + 2 : end + 2 + size]
-            del buffer[: end + 2 + size + 2]
-
-    def _finish(self, body: bytes) -> None:
-        assert self._headers is not None
-        response = Response(self._status, self._headers, body)
+    def _finish(self, status: int) -> None:
+        response = Response(status, self._headers, b"".join(self._body))
         waiter, self.waiter = self.waiter, None
         self._reset()
         if waiter is not None and not waiter.done():

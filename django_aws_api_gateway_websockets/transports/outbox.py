@@ -148,7 +148,7 @@ class _OutboxBatch(Batch):
             outcome = classify(status, code)
             if outcome is None and attempt < self.transport.max_attempts:
                 continue  # the real transport backs off here; time does not matter in memory
-            data = None
+            data: dict[str, Any] | None = None
             if outcome is Outcome.OK and self.operation == GET:
                 data = {"connectedAt": None, "identity": {}, "lastActiveAt": None}
             return Result(connection_id, outcome or Outcome.FAILED, code, attempt, data)
