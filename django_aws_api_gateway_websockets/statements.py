@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -66,13 +66,27 @@ SESSION_UPSERT_FIELDS = (
     "disconnected_at",
 )
 
+if TYPE_CHECKING:  # django-stubs makes Field generic; Django's own class is not subscriptable
+    AnyField = Field[Any, Any]
+else:
+    AnyField = Field
+
 _USER_FIELD = WebSocketSession._meta.get_field("user")
+
+
+def _column(field: Any) -> str:
+    """The column name of a concrete field."""
+    name = getattr(field, "column", None)
+    if not isinstance(name, str):
+        raise TypeError(f"{field!r} has no column")
+    return name
+
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
 
 def _converters(
-    fields: list[Field], db: BaseDatabaseWrapper
+    fields: list[AnyField], db: BaseDatabaseWrapper
 ) -> list[tuple[int, list[Converter], Any]]:
     """What the ORM's compiler would apply to each column read back (only non-empty ones)."""
     found = []
@@ -112,8 +126,8 @@ def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup | None:
     user_fields = list(user_meta.concrete_fields)
     table, user_table = qn(meta.db_table), qn(user_meta.db_table)
 
-    def column(field: Field) -> str:
-        return f"{qn(field.model._meta.db_table)}.{qn(field.column)}"
+    def column(field: AnyField) -> str:
+        return f"{qn(field.model._meta.db_table)}.{qn(_column(field))}"
 
     columns = ", ".join(column(f) for f in session_fields + user_fields)
     user_fk = meta.get_field("user")
@@ -177,7 +191,7 @@ def find_connected_session(connection_id: str, gateway_id: int) -> WebSocketSess
 def _build_close(db: BaseDatabaseWrapper) -> str:
     qn = db.ops.quote_name
     meta = WebSocketSession._meta
-    col = {name: qn(meta.get_field(name).column) for name in _CLOSE_COLUMNS}
+    col = {name: qn(_column(meta.get_field(name))) for name in _CLOSE_COLUMNS}
     return (
         f"UPDATE {qn(meta.db_table)} SET {col['connected']} = %s, {col['state']} = %s, "  # noqa: S608
         f"{col['disconnected_at']} = %s WHERE {col['connection_id']} = %s "
@@ -203,7 +217,7 @@ def close_session(connection_id: str, gateway_id: int, when: datetime) -> int:
             sql,
             [False, WebSocketSession.State.CLOSED.value, stamp, connection_id, gateway_id, True],
         )
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 # $connect ---------------------------------------------------------------------------------------
@@ -214,12 +228,12 @@ class _Upsert:
     sql: str
     #: Per column: attribute name, field, and the Python types whose value is already what the
     #: driver gets (``get_db_prep_save`` would return it unchanged).
-    columns: list[tuple[str, Field, tuple[type, ...]]]
+    columns: list[tuple[str, AnyField, tuple[type, ...]]]
     #: The primary key comes back (``RETURNING``) on backends that can return it from an upsert.
     returns_pk: bool
 
 
-def _upsert_fields() -> list[Field]:
+def _upsert_fields() -> list[AnyField]:
     meta = WebSocketSession._meta
     return [f for f in meta.concrete_fields if not f.generated and f is not meta.pk]
 
@@ -227,7 +241,7 @@ def _upsert_fields() -> list[Field]:
 _INTEGER_KEYS = (AutoField, BigAutoField, SmallAutoField, IntegerField, BigIntegerField)
 
 
-def _unchanged_types(field: Field) -> tuple[type, ...]:
+def _unchanged_types(field: AnyField) -> tuple[type, ...]:
     """Types ``field.get_db_prep_save`` passes through as they are; exact classes only (a
     subclass may prepare values its own way). Everything else goes through the field."""
     if type(field) is CharField:
@@ -239,13 +253,15 @@ def _unchanged_types(field: Field) -> tuple[type, ...]:
     return ()
 
 
-def _upsert_columns(fields: list[Field]) -> list[tuple[str, Field, tuple[type, ...]]]:
+def _upsert_columns(
+    fields: list[AnyField],
+) -> list[tuple[str, AnyField, tuple[type, ...]]]:
     return [(field.attname, field, _unchanged_types(field)) for field in fields]
 
 
 def _upsert_params(
     session: WebSocketSession,
-    columns: list[tuple[str, Field, tuple[type, ...]]],
+    columns: list[tuple[str, AnyField, tuple[type, ...]]],
     db: BaseDatabaseWrapper,
 ) -> list[Any]:
     params = []
@@ -324,7 +340,7 @@ def upsert_session(session: WebSocketSession) -> None:
     with db.cursor() as cursor:
         cursor.execute(upsert.sql, _upsert_params(session, upsert.columns, db))
         if upsert.returns_pk:
-            row = db.ops.fetch_returned_insert_rows(cursor)[0]
+            row = cursor.fetchone()
             session.pk = row[0]
     session._state.adding = False
     session._state.db = alias
