@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from .conf import ws_settings
+from .endpoints import LOCAL_WRITES_REFUSED, local_gateway_url
 from .models import (
     ApiGateway,
     ApiGatewayAdditionalRoute,
@@ -86,7 +87,17 @@ class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
 
     # Provisioning actions: the same layer as the commands; AWS errors become messages.
 
-    def _each(self, request: HttpRequest, queryset: QuerySet[ApiGateway], action: Any) -> None:
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[ApiGateway],
+        action: Any,
+        *,
+        writes: bool = False,
+    ) -> None:
+        if writes and local_gateway_url():
+            self.message_user(request, str(LOCAL_WRITES_REFUSED), messages.ERROR)
+            return
         for gateway in queryset:
             try:
                 level, text = action(Provisioner(gateway))
@@ -118,7 +129,7 @@ class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
                 "url": url,
             }
 
-        self._each(request, queryset, apply)
+        self._each(request, queryset, apply, writes=True)
 
     @admin.action(
         description=_("Check for drift between AWS and the records"), permissions=["view"]
@@ -159,7 +170,7 @@ class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
             provisioner.teardown()
             return messages.SUCCESS, str(_("torn down."))
 
-        self._each(request, queryset, teardown)
+        self._each(request, queryset, teardown, writes=True)
         return None
 
 

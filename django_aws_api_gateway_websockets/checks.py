@@ -62,6 +62,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
     errors += _check_transport(user)
     errors += _check_endpoint_urls(user.get("AWS_ENDPOINT_URLS", {}))
+    errors += _check_local_gateway(user)
     allow = user.get("ALLOW_UNAUTHENTICATED_GATEWAY")
     if allow is not None and not isinstance(allow, bool):
         errors.append(
@@ -183,6 +184,101 @@ def _check_endpoint_urls(value: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _check_local_gateway(user: dict[str, Any]) -> list[Error]:
+    """``LOCAL_GATEWAY_URL``: a base URL (the local gateway's), consistent with the other
+    endpoint settings so that one place decides where calls go."""
+    from urllib.parse import urlsplit
+
+    value = user.get("LOCAL_GATEWAY_URL", "")
+    name = f"{SETTINGS_NAME}['LOCAL_GATEWAY_URL']"
+    if value == "" or value is None:
+        return []
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if not (
+        parts is not None
+        and parts.scheme in ("http", "https")
+        and parts.hostname
+        and not parts.query
+        and not parts.fragment
+    ):
+        return [
+            Error(
+                f"{name} must be empty or the gateway's http:// URL (no query string).",
+                hint="manage.py run_local_gateway prints it, e.g. 'http://127.0.0.1:4510'.",
+                id="dagw.E020",
+            )
+        ]
+    errors = []
+    urls = user.get("AWS_ENDPOINT_URLS", {})
+    other = urls.get("apigatewayv2") if isinstance(urls, dict) else None
+    if other and other.rstrip("/") != value.rstrip("/"):
+        errors.append(
+            Error(
+                f"{name} and AWS_ENDPOINT_URLS['apigatewayv2'] name different control planes.",
+                hint="Remove the apigatewayv2 entry: LOCAL_GATEWAY_URL sets it.",
+                id="dagw.E022",
+            )
+        )
+    options = user.get("TRANSPORT_OPTIONS", {})
+    if isinstance(options, dict) and options.get("endpoint_url"):
+        errors.append(
+            Error(
+                f"{name} is set and TRANSPORT_OPTIONS['endpoint_url'] sends every gateway's "
+                "messages to one other URL.",
+                hint="Remove TRANSPORT_OPTIONS['endpoint_url']: each API has its own URL on "
+                "the local gateway.",
+                id="dagw.E023",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_local_gateway_in_production(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """A deployed site with ``LOCAL_GATEWAY_URL`` sends its messages nowhere useful."""
+    user, _ = _user_settings()
+    value = user.get("LOCAL_GATEWAY_URL")
+    if not value or not isinstance(value, str):
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME}['LOCAL_GATEWAY_URL'] is set: messages and provisioning go to the "
+            "local gateway, not AWS.",
+            hint="Leave it unset in production settings.",
+            id="dagw.W020",
+        )
+    ]
+
+
+@register()
+def check_local_gateway_host(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """The local gateway accepts any signature and listens on loopback by default: a remote
+    host here is a shared, unauthenticated gateway."""
+    from urllib.parse import urlsplit
+
+    user, _ = _user_settings()
+    value = user.get("LOCAL_GATEWAY_URL")
+    if not value or not isinstance(value, str):
+        return []
+    try:
+        host = urlsplit(value).hostname
+    except ValueError:
+        return []  # dagw.E020
+    if host is None or host in _LOOPBACK_HOSTS:
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME}['LOCAL_GATEWAY_URL'] points at {host}, not this machine: the "
+            "local gateway checks no credentials.",
+            hint="Use a loopback address, or a gateway only you can reach.",
+            id="dagw.W021",
+        )
+    ]
 
 
 def _check_secrets(secrets: Any) -> list[Error]:

@@ -79,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     # Provisioning: an endpoint URL per boto3 service name ("apigatewayv2", "acm", "route53"),
     # e.g. moto or the local gateway's control plane; services not listed go to AWS.
     "AWS_ENDPOINT_URLS": {},
+    # The local API Gateway (``manage.py run_local_gateway``), e.g. "http://127.0.0.1:4510": when
+    # set, the Management API transport and provisioning's apigatewayv2 client go there instead
+    # of AWS, for every ApiGateway record, without editing the records. Empty: AWS.
+    "LOCAL_GATEWAY_URL": "",
     # Provisioning: a run that has not written progress for this long (seconds) is presumed dead
     # and its claim on the record may be taken over.
     "PROVISIONING_LOCK_SECONDS": 900,

@@ -10,8 +10,11 @@ mapping, the test helpers build requests with :func:`integration_headers`, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 #: API Gateway's hard limits (see "quotas" in the AWS reference).
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -52,9 +55,10 @@ class MappedHeader:
     def target(self) -> str:
         return f"integration.request.header.{self.name}"
 
-    @property
+    @cached_property
     def meta_key(self) -> str:
-        """The key under which Django exposes this header in ``request.META``."""
+        """The key under which Django exposes this header in ``request.META`` (read on every
+        event: computed once)."""
         return "HTTP_" + self.name.upper().replace("-", "_")
 
 
@@ -166,13 +170,97 @@ def integration_headers(
     }
     headers = {header.name: value for header, value in values.items()}
     # API Gateway adds these itself (observed in execution logs); X-Forwarded-For is not trusted.
-    headers[AWS_API_ID_HEADER] = api_id
-    headers["User-Agent"] = f"AmazonAPIGateway_{api_id}"
-    headers["X-Forwarded-For"] = source_ip
-    headers["X-Forwarded-Proto"] = "https"
-    headers["X-Forwarded-Port"] = "443"
+    headers.update(forwarded_headers(api_id=api_id, route_key=route_key, source_ip=source_ip))
     if secret:
         headers[GATEWAY_SECRET_HEADER] = secret
+    return headers
+
+
+#: Client handshake headers never passed to an integration: hop-by-hop headers, the body framing
+#: (the integration request has its own), and the ones API Gateway writes itself.
+_NOT_FORWARDED = frozenset(
+    {
+        "host",
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+        "content-type",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-amzn-trace-id",
+        AWS_API_ID_HEADER.lower(),
+    }
+)
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header as API Gateway adds it: ``Root=1-<epoch hex>-<24 hex>``."""
+    epoch = int(time.time() if now is None else now)
+    return f"Root=1-{epoch:08x}-{secrets.token_hex(12)}"
+
+
+def forwarded_headers(
+    *,
+    api_id: str,
+    route_key: str,
+    source_ip: str,
+    client_headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    client_forwarded_for: str = "",
+    trace_id: str = "",
+    proto: str = "https",
+    port: str = "443",
+) -> dict[str, str]:
+    """The headers API Gateway itself puts on an integration request (before ``RequestParameters``).
+
+    The ONE definition used by the local gateway and by :class:`~.testing.GatewayClient`:
+
+    * on ``$connect`` only, the client's handshake headers (``Origin``, ``Cookie``,
+      ``Sec-WebSocket-*``, ``Accept-Language``...; ``client_headers``), without hop-by-hop ones;
+      the client's ``User-Agent`` is kept there, other events carry ``AmazonAPIGateway_<apiId>``
+      (also on ``$connect`` when the client sent none);
+    * on every event ``X-Amzn-Apigateway-Api-Id``, ``X-Forwarded-For`` (what the client sent in
+      its handshake, ``client_forwarded_for``, with the TCP source address appended: never
+      trustworthy), ``X-Forwarded-Proto``/``-Port`` (``https``/``443`` in AWS) and a fresh
+      ``X-Amzn-Trace-Id``.
+
+    Names keep the client's spelling; API Gateway's own headers replace a client's header of the
+    same name whatever its case.
+    """
+    headers: dict[str, str] = {}
+    user_agent = ""
+    if route_key == CONNECT and client_headers is not None:
+        pairs = client_headers.items() if isinstance(client_headers, Mapping) else client_headers
+        seen: dict[str, str] = {}  # lower-case name -> spelling used in ``headers``
+        for name, value in pairs:
+            lower = name.lower()
+            if lower in _NOT_FORWARDED:
+                continue
+            if lower == "user-agent":
+                user_agent = value
+                continue
+            if lower in seen:  # a repeated header is joined, as a proxy folds it
+                separator = "; " if lower == "cookie" else ", "
+                headers[seen[lower]] += separator + value
+            else:
+                seen[lower] = name
+                headers[name] = value
+    headers[AWS_API_ID_HEADER] = api_id
+    headers["User-Agent"] = user_agent or f"AmazonAPIGateway_{api_id}"
+    client_forwarded_for = client_forwarded_for.strip().strip(",").strip()
+    headers["X-Forwarded-For"] = (
+        f"{client_forwarded_for}, {source_ip}" if client_forwarded_for else source_ip
+    )
+    headers["X-Forwarded-Proto"] = proto
+    headers["X-Forwarded-Port"] = port
+    headers["X-Amzn-Trace-Id"] = trace_id or new_trace_id()
     return headers
 
 

@@ -4,6 +4,8 @@ Every event names its API id; looking the record up on each event would cost a q
 package paid one per event). Instead each process keeps a snapshot of all gateways and their custom
 route slugs, refreshed when it is older than ``GATEWAY_CACHE_SECONDS`` and dropped at once when this
 process saves a record. Other processes over the same database see a change within that interval.
+A refresh is one query (gateways joined to their routes), paid by the event that finds the snapshot
+too old: about one event per process every ``GATEWAY_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
-from . import contract
+from . import contract, endpoints
 from .conf import ws_settings
 from .events import DEFAULT_SLUG
 from .exceptions import Forbidden
@@ -45,19 +47,21 @@ class GatewayCache:
         self._by_api_id: dict[str, GatewayInfo] = {}
         self._by_pk: dict[int, GatewayInfo] = {}
         self._loaded_at = float("-inf")
+        self._local_url = ""
+        #: Snapshots loaded by this process so far (for benchmarks and diagnostics).
+        self.loads = 0
 
     def _stale(self) -> bool:
+        if self._local_url != endpoints.local_gateway_url():
+            return True  # LOCAL_GATEWAY_URL changed every gateway's Management API target
         return time.monotonic() - self._loaded_at > float(ws_settings.GATEWAY_CACHE_SECONDS)
 
     def _load(self) -> None:
+        """One query: every gateway with an API id, joined to its custom routes."""
+        gateways: dict[int, tuple[Any, ...]] = {}
         routes: dict[int, dict[str, set[str]]] = {}
-        for gateway_id, slug, key, uri in ApiGatewayAdditionalRoute.objects.values_list(
-            "gateway_id", "route_slug", "route_key", "integration_uri"
-        ):
-            if not uri:
-                routes.setdefault(gateway_id, {}).setdefault(slug or key, set()).add(key)
-        snapshot = {}
-        for gateway in ApiGateway.objects.exclude(api_id=None).only(
+        self._local_url = endpoints.local_gateway_url()
+        for row in ApiGateway.objects.exclude(api_id=None).values_list(
             "pk",
             "api_id",
             "name",
@@ -66,25 +70,44 @@ class GatewayCache:
             "stage",
             "custom_domain_name",
             "api_mapping_key",
+            "additional_routes__route_slug",
+            "additional_routes__route_key",
+            "additional_routes__integration_uri",
         ):
-            snapshot[gateway.api_id or ""] = GatewayInfo(
-                pk=gateway.pk,
-                api_id=gateway.api_id or "",
-                name=gateway.name,
-                default_channel_name=gateway.default_channel_name,
+            pk, slug, key, uri = row[0], row[8], row[9], row[10]
+            gateways.setdefault(pk, row[:8])
+            if key is not None and not uri:  # a route of this view (not one sent elsewhere)
+                routes.setdefault(pk, {}).setdefault(slug or key, set()).add(key)
+        snapshot = {}
+        for pk, (_pk, api_id, name, channel, region, stage, domain, mapping) in gateways.items():
+            snapshot[api_id or ""] = GatewayInfo(
+                pk=pk,
+                api_id=api_id or "",
+                name=name,
+                default_channel_name=channel,
                 message_routes={
                     DEFAULT_SLUG: frozenset({contract.DEFAULT}),
                     **{
                         slug: frozenset(keys)
-                        for slug, keys in routes.get(gateway.pk, {}).items()
+                        for slug, keys in routes.get(pk, {}).items()
                         if slug not in RESERVED_SLUGS
                     },
                 },
-                target=Target(gateway.management_endpoint_url, gateway.region),
+                target=Target(
+                    endpoints.management_url_of(
+                        api_id=api_id or "",
+                        region=region,
+                        stage=stage,
+                        custom_domain=domain,
+                        mapping_key=mapping,
+                    ),
+                    region,
+                ),
             )
         self._by_api_id = snapshot
         self._by_pk = {info.pk: info for info in snapshot.values()}
         self._loaded_at = time.monotonic()
+        self.loads += 1
 
     def _fresh(self) -> None:
         if self._stale():

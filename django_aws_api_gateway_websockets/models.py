@@ -178,10 +178,11 @@ class ApiGateway(models.Model):
     @property
     def websocket_url(self) -> str:
         """The ``wss://`` URL browsers connect to: the Management API's host and path (custom
-        domain when there is one), empty until the API has an id or a domain."""
-        if not (self.custom_domain_name or self.api_id):
-            return ""
-        return "wss://" + self.management_endpoint_url.removeprefix("https://")
+        domain when there is one), empty until the API has an id or a domain; the local
+        gateway's ``ws://`` URL when ``LOCAL_GATEWAY_URL`` is set."""
+        from .endpoints import websocket_url
+
+        return websocket_url(self)
 
 
 class ApiGatewayAdditionalRoute(models.Model):
@@ -510,6 +511,14 @@ class WebSocketToken(models.Model):
     created_at = models.DateTimeField(_("created at"))
     expires_at = models.DateTimeField(_("expires at"))
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    # Browsers cannot read a refused handshake's status: ``$connect`` records why it refused
+    # this token's connection, and the token status endpoint tells the page that minted it.
+    refusal_status = models.PositiveSmallIntegerField(
+        _("refusal status"), null=True, blank=True, editable=False
+    )
+    refusal_reason = models.CharField(
+        _("refusal reason"), max_length=200, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("WebSocket token")

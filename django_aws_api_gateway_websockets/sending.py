@@ -108,12 +108,11 @@ class DeliveryReport:
     retried: int = 0
     duration: float = 0.0
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
-    _resolved: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    #: Created only when recipients go pending (most reports never need one); ``None`` means
+    #: resolved.
+    _resolved: threading.Event | None = field(default=None, repr=False, compare=False)
     _left: int = field(default=0, repr=False, compare=False)
     _sender: type = field(default=object, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._resolved.set()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -141,11 +140,15 @@ class DeliveryReport:
 
     def wait_pending(self, timeout: float | None = None) -> bool:
         """Block until every pending recipient is delivered or given up; ``True`` if done."""
-        return self._resolved.wait(timeout)
+        resolved = self._resolved
+        return True if resolved is None else resolved.wait(timeout)
 
     async def await_pending(self, timeout: float | None = None) -> bool:
         """:meth:`wait_pending` for async code (waits in a thread, not on the loop)."""
-        return await asyncio.to_thread(self._resolved.wait, timeout)
+        resolved = self._resolved
+        if resolved is None:
+            return True
+        return await asyncio.to_thread(resolved.wait, timeout)
 
     def __str__(self) -> str:
         pending = f", {len(self.pending)} pending" if self.pending else ""
@@ -160,6 +163,8 @@ class DeliveryReport:
         with self._lock:
             self._left += count
             if self._left:
+                if self._resolved is None:
+                    self._resolved = threading.Event()
                 self._resolved.clear()
 
     def _resolve_pending(self, connection_id: str, delivered: bool, reason: str) -> Any:
@@ -184,7 +189,8 @@ class DeliveryReport:
                 logger.warning("%s (not delivered after the connect window: %s)", self, sample)
                 signals.delivery_failed.send(sender=self._sender, report=self)
         finally:
-            self._resolved.set()
+            if self._resolved is not None:
+                self._resolved.set()
 
 
 def encode(data: Any) -> bytes:

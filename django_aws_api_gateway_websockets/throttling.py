@@ -34,7 +34,11 @@ def ip_key(address: str) -> str:
         if parsed.ipv4_mapped is not None:
             return str(parsed.ipv4_mapped)
         prefix = int(ws_settings.IPV6_RATE_LIMIT_PREFIX)
-        return str(ipaddress.IPv6Network((parsed, prefix), strict=False))
+        if not 0 <= prefix <= 128:  # refused by a system check; keep ipaddress's error
+            return str(ipaddress.IPv6Network((parsed, prefix), strict=False))
+        host_bits = 128 - prefix
+        # What str(IPv6Network((parsed, prefix), strict=False)) gives, without building one.
+        return f"{ipaddress.IPv6Address(int(parsed) >> host_bits << host_bits)}/{prefix}"
     return str(parsed)
 
 

@@ -175,12 +175,16 @@ def _conditional_update(
     ]
     active = _active_field()
     if active is not None:
-        user_model = get_user_model()
-        # Identifiers come from model metadata and are quoted; values are parameters.
+        user_meta = get_user_model()._meta
+        token_table = qn(WebSocketToken._meta.db_table)
+        user_table = qn(user_meta.db_table)
+        # Identifiers come from model metadata and are quoted; values are parameters. EXISTS on
+        # the owner's primary key: one index lookup (``IN (SELECT … WHERE is_active)`` read
+        # every active user on each $connect).
         where += (
-            f" AND ({col['user']} IS NULL OR {col['user']} IN (SELECT "  # noqa: S608
-            f"{qn(column(user_model, 'pk'))} FROM {qn(user_model._meta.db_table)} "
-            f"WHERE {qn(column(user_model, active.name))} = %s))"
+            f" AND ({col['user']} IS NULL OR EXISTS (SELECT 1 FROM {user_table} "  # noqa: S608
+            f"WHERE {user_table}.{qn(user_meta.pk.column)} = {token_table}.{col['user']} "
+            f"AND {user_table}.{qn(active.column)} = %s))"
         )
         params.append(True)
     sql = f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s WHERE {where}"  # noqa: S608
@@ -242,3 +246,67 @@ def _consume_locked(
             return _NO_OWNER
         tokens.filter(pk=row[0]).update(used_at=now)
         return row[1]
+
+
+# Why a handshake failed ----------------------------------------------------------------------
+#
+# A browser sees only "the socket closed" when ``$connect`` is refused: the HTTP status of the
+# handshake is hidden from JavaScript. The page still holds the token it connected with, so
+# ``$connect`` writes its refusal onto that token's row and the page asks for it afterwards.
+
+#: Stored refusal reasons are cut to the column's length.
+REFUSAL_REASON_LENGTH = 200
+
+
+def record_refusal(token: str, status: int, reason: str, *, spent: bool) -> None:
+    """Remember why the connection that presented ``token`` was refused.
+
+    ``spent``: the token was consumed by this attempt (a later check refused). Otherwise the
+    token was rejected unused, and only an unused token's row is marked: a replayed, used
+    token must not overwrite the answer its first connection got.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return
+    rows = WebSocketToken.objects.filter(token_hash=hash_token(token), refusal_status=None)
+    if not spent:
+        # An expired token heals by minting a new one: only a rejection that retrying cannot
+        # cure (another audience, a deactivated owner) is worth reporting.
+        rows = rows.filter(used_at=None, expires_at__gt=timezone.now())
+    rows.update(refusal_status=status, refusal_reason=reason[:REFUSAL_REASON_LENGTH])
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """What became of a token: ``unused``, ``expired``, ``accepted``, ``refused`` or
+    ``unknown`` (no such token, or not the asker's)."""
+
+    state: str
+    status: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"state": self.state}
+        if self.state == "refused":
+            data.update(status=self.status, reason=self.reason)
+        return data
+
+
+def token_status(token: str, user: Any | None, now: datetime | None = None) -> TokenStatus:
+    """The status of ``token`` for its owner; ``user`` is ``None`` for an anonymous asker.
+
+    A token minted for a signed-in user is reported only to that user; an anonymous token to
+    whoever holds it (holding its 256 random bits is the proof).
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return TokenStatus("unknown")
+    record = WebSocketToken.objects.filter(token_hash=hash_token(token)).first()
+    owner_id = getattr(user, "pk", None)
+    if record is None or record.user_id != owner_id:
+        return TokenStatus("unknown")
+    if record.refusal_status is not None:
+        return TokenStatus("refused", record.refusal_status, record.refusal_reason)
+    if record.used_at is not None:
+        return TokenStatus("accepted")
+    if record.expires_at <= (now or timezone.now()):
+        return TokenStatus("expired")
+    return TokenStatus("unused")

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
-from django.db import connections, router
+from django.db import router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -33,7 +33,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from . import contract, ratelimits, routing, signals
+from . import contract, ratelimits, replies, routing, signals, statements
 from .authentication import BaseGatewayAuthenticator, authenticate_gateway
 from .channels import validate_channel_name
 from .client_ip import get_client_ip
@@ -44,24 +44,18 @@ from .exceptions import BadEvent, Forbidden, NotAuthenticated, UnknownRoute, Web
 from .gateways import GatewayInfo, gateway_cache
 from .models import WebSocketSession
 from .permissions import BasePermission, RequiredPermissions, enforce
+from .routing import websocket_handler
 from .throttling import BaseThrottle, ip_key
-from .tokens import Audience, TokenRejected, consume_token, mint_token
+from .tokens import (
+    Audience,
+    TokenRejected,
+    consume_token,
+    mint_token,
+    record_refusal,
+    token_status,
+)
 
 logger = logging.getLogger("django_aws_api_gateway_websockets")
-
-#: Session columns a repeated ``$connect`` for the same connection id overwrites.
-_SESSION_UPSERT_FIELDS = [
-    "gateway",
-    "channel_name",
-    "state",
-    "connected",
-    "user",
-    "source_ip",
-    "user_agent",
-    "connected_at",
-    "last_seen_at",
-    "disconnected_at",
-]
 
 
 _HANDLER_NAMES: dict[type[Any], frozenset[str]] = {}
@@ -104,16 +98,11 @@ def _lazy_user(pk: int | None) -> Any:
     return SimpleLazyObject(load)
 
 
-def _upsert_session(session: WebSocketSession) -> None:
-    """One statement: a repeated ``$connect`` for the same id updates the row, never fails."""
-    features = connections[router.db_for_write(WebSocketSession)].features
-    WebSocketSession.objects.bulk_create(
-        [session],
-        update_conflicts=True,
-        # MySQL/MariaDB infer the conflict target and refuse an explicit one.
-        unique_fields=["connection_id"] if features.supports_update_conflicts_with_target else None,
-        update_fields=_SESSION_UPSERT_FIELDS,
-    )
+_NO_REPLY_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+def _empty_response() -> HttpResponse:
+    return HttpResponse(b"", content_type=_NO_REPLY_CONTENT_TYPE)
 
 
 def render_reply(result: Any) -> HttpResponseBase:
@@ -121,7 +110,7 @@ def render_reply(result: Any) -> HttpResponseBase:
     if isinstance(result, HttpResponseBase):
         return result
     if result is None:
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        return _empty_response()
     if isinstance(result, (dict, list)):
         return JsonResponse(result, safe=False)
     if isinstance(result, (str, bytes)):
@@ -201,6 +190,7 @@ class WebSocketView(View):
         method = (request.method or "").lower()
         if method not in self.http_method_names:
             return self.http_method_not_allowed(request, *args, **kwargs)
+        redacted = False
         try:
             route = kwargs.get("route")
             if not isinstance(route, str) or not route:
@@ -208,6 +198,7 @@ class WebSocketView(View):
             authenticate_gateway(request, self.get_gateway_authenticators())
             self.event = parse_event(request, route)
             redact_token(request)  # from here on, nothing that logs the request can leak it
+            redacted = True
             self.gateway = gateway_cache.get(self.event.api_id)
             if self.event.is_connect:
                 return self._connect(request)
@@ -221,9 +212,14 @@ class WebSocketView(View):
                 refusal.status_code,
                 refusal.reason,
             )
+            event = getattr(self, "event", None)
+            request_id = replies.request_id_of(event.json) if event is not None else None
+            if request_id is not None and not event.is_connect:
+                return replies.refusal_reply(request_id, refusal.status_code, refusal.reason)
             return refusal.as_response()
         finally:
-            redact_token(request)  # also when refused before parsing: Django logs 4xx requests
+            if not redacted:  # also when refused before parsing: Django logs 4xx requests
+                redact_token(request)
 
     def _connect(self, request: HttpRequest) -> HttpResponseBase:
         event, now = self.event, timezone.now()
@@ -235,11 +231,36 @@ class WebSocketView(View):
             event.query.get(contract.CHANNEL_QUERY_PARAM) or self.gateway.default_channel_name
         )
         throttles = self.get_throttles()
+        token = event.query.get(contract.TOKEN_QUERY_PARAM, "") if self.USE_WS_TOKEN else ""
+        try:
+            with statements.connect_transaction(router.db_for_write(WebSocketSession)):
+                session = self._open_session(request, channel, throttles, token, now)
+        except WebSocketRefusal as refusal:
+            # The page that minted the token asks the token status endpoint why (a browser
+            # cannot read a refused handshake's status).
+            spent = getattr(refusal, "token_spent", False)
+            record_refusal(token, refusal.status_code, refusal.reason, spent=spent)
+            raise
+        self.websocket_session = session
+        signals.connected.send(sender=type(self), session=session, request=request)
+        return _empty_response()
+
+    def _open_session(
+        self,
+        request: HttpRequest,
+        channel: str,
+        throttles: list[BaseThrottle],
+        token: str,
+        now: Any,
+    ) -> WebSocketSession:
+        """Spend the token, count the attempt, check permissions, write the session: every
+        refusal raised here is recorded on the token."""
+        event = self.event
         owner_id: int | None = None
         if self.USE_WS_TOKEN:
             try:
                 owner_id = consume_token(
-                    event.query.get(contract.TOKEN_QUERY_PARAM, ""),
+                    token,
                     now,
                     view=self.token_audience,
                     gateway_id=self.gateway.pk,
@@ -248,15 +269,18 @@ class WebSocketView(View):
             except TokenRejected:
                 self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("Missing, used or expired token.")) from None
-            if owner_id is None and not self.ALLOW_ANONYMOUS:
+        try:
+            if self.USE_WS_TOKEN and owner_id is None and not self.ALLOW_ANONYMOUS:
                 self._throttle(throttles, None, now, refused=True)
                 raise NotAuthenticated(_("This endpoint requires a signed-in user."))
-        self._throttle(throttles, owner_id, now)
-
-        request.user = _lazy_user(owner_id)
-        enforce(self.get_permissions(), request, self)
-        if not self.has_channel_permission(request, channel):
-            raise Forbidden(_("You may not join this channel."))
+            self._throttle(throttles, owner_id, now)
+            request.user = _lazy_user(owner_id)
+            enforce(self.get_permissions(), request, self)
+            if not self.has_channel_permission(request, channel):
+                raise Forbidden(_("You may not join this channel."))
+        except WebSocketRefusal as refusal:
+            refusal.token_spent = self.USE_WS_TOKEN  # type: ignore[attr-defined]
+            raise
 
         session = WebSocketSession(
             connection_id=event.connection_id,
@@ -271,10 +295,8 @@ class WebSocketView(View):
             last_seen_at=now,
             disconnected_at=None,
         )
-        _upsert_session(session)
-        self.websocket_session = session
-        signals.connected.send(sender=type(self), session=session, request=request)
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        statements.upsert_session(session)
+        return session
 
     def _throttle(
         self, throttles: list[BaseThrottle], user_id: Any, now: Any, *, refused: bool = False
@@ -300,12 +322,9 @@ class WebSocketView(View):
             raise UnknownRoute()
         if event.route_key not in route_keys:
             raise BadEvent(_("The route key does not match the route."))
-        try:
-            session = WebSocketSession.objects.select_related("user").get(
-                connection_id=event.connection_id, gateway_id=self.gateway.pk, connected=True
-            )
-        except WebSocketSession.DoesNotExist:
-            raise Forbidden(_("Unknown or closed connection.")) from None
+        session = statements.find_connected_session(event.connection_id, self.gateway.pk)
+        if session is None:
+            raise Forbidden(_("Unknown or closed connection."))
         user = session.user
         if user is not None and not user.is_active:
             raise Forbidden(_("This account is inactive."))
@@ -321,7 +340,17 @@ class WebSocketView(View):
         signals.message_received.send(
             sender=type(self), session=session, request=request, handler=name, data=event.json
         )
-        return render_reply(getattr(self, name)(request, *args, **kwargs))
+        result = getattr(self, name)(request, *args, **kwargs)
+        request_id = replies.request_id_of(event.json)
+        if request_id is not None:
+            return replies.reply(request_id, result)
+        return render_reply(result)
+
+    @websocket_handler
+    def ping(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        """Keep-alive: ``{"action": "ping"}`` resets API Gateway's 10-minute idle timer (and
+        refreshes ``last_seen_at``); the answer is empty, so nothing is sent back."""
+        return None
 
     def _touch(self, session: WebSocketSession) -> None:
         """Record activity at most once per ``LAST_SEEN_UPDATE_INTERVAL``, not on every message.
@@ -340,16 +369,14 @@ class WebSocketView(View):
 
     def _disconnect(self, request: HttpRequest) -> HttpResponseBase:
         event = self.event
-        WebSocketSession.objects.filter(
-            connection_id=event.connection_id, gateway_id=self.gateway.pk
-        ).mark_closed()
+        statements.close_session(event.connection_id, self.gateway.pk, timezone.now())
         signals.disconnected.send(
             sender=type(self),
             connection_id=event.connection_id,
             gateway_id=self.gateway.pk,
             request=request,
         )
-        return HttpResponse(b"", content_type="text/plain; charset=utf-8")
+        return _empty_response()
 
 
 #: What ``audience=`` on the token endpoint may be (a view's ``token_audience``).
@@ -416,3 +443,25 @@ class WebSocketTokenView(View):
         )
         minted = mint_token(user, audience)
         return JsonResponse({"token": minted.token, "expires_in": minted.expires_in})
+
+
+@method_decorator([csrf_protect, never_cache], name="dispatch")
+class WebSocketTokenStatusView(View):
+    """POST ``token`` (with Django's CSRF token) for what became of it: ``{"state": ...}``.
+
+    After a failed handshake the page asks here why: ``refused`` comes with the ``status`` and
+    ``reason`` that ``$connect`` answered (401 and 403 will not heal by retrying);
+    ``unused`` means Django never saw the attempt. Only the token's owner gets an answer.
+    """
+
+    http_method_names: ClassVar[list[str]] = ["post"]  # type: ignore[misc]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return _no_login_required(super().as_view(**initkwargs))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = getattr(request, "user", None)
+        owner = user if user is not None and user.is_authenticated else None
+        status = token_status(request.POST.get("token", ""), owner)
+        return JsonResponse(status.as_dict(), status=404 if status.state == "unknown" else 200)

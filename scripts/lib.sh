@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 DJANGO_SPEC=${DJANGO_SPEC:-django>=5.2,<6.0}
 if [ -z "${EXTRAS:-}" ]; then
-  EXTRAS=test,lint,docs
+  EXTRAS=test,lint,docs,browser
   # mysqlclient builds only against the MySQL/MariaDB client headers: add it where they exist,
   # so one venv serves every leg on this machine (the stamp below would flip otherwise).
   if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -114,9 +115,8 @@ def pytest_collection_modifyitems(config, items):
     several connections to one database); they run in the PostgreSQL and MariaDB passes of CI.
     Tests marked ``sqlite`` are about SQLite itself; they run in the SQLite passes. Tests marked
     ``celery`` start Celery workers on Redis; they run only with ``DAGW_TEST_CELERY=1`` (the
-    Celery leg of CI) on a server database."""
-    import os
-
+    Celery leg of CI) on a server database. Tests marked ``browser`` drive Chromium; they run
+    with ``DAGW_BROWSER_TESTS=1``."""
     from django.db import connection
 
     wrong = {"concurrent", "sqlite", "celery"}
@@ -126,6 +126,10 @@ def pytest_collection_modifyitems(config, items):
         if os.environ.get("DAGW_TEST_CELERY") == "1":
             wrong.discard("celery")
     wrong.discard(connection.vendor)
+    # Real-browser tests run the demo in child processes with its own SQLite file, whatever
+    # database this pass uses: once, in CI's browser leg (DAGW_BROWSER_TESTS=1).
+    if os.environ.get("DAGW_BROWSER_TESTS") != "1":
+        wrong.add("browser")
     keep, dropped = [], []
     for item in items:
         unfit = any(item.get_closest_marker(name) for name in wrong)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -378,3 +379,32 @@ def test_an_exiting_process_delivers_its_pending_messages_first(server, tmp_path
     assert child.returncode == 0, err
     assert server.received[connection_id] == [b"bye"]
     assert "Could not mark" not in err, err  # the worker recorded the open socket too
+
+
+# -- the same window through the local gateway (which answers 410 until $connect returns) ------
+
+
+def test_welcome_during_connect_arrives_through_the_local_gateway(local_gateway, websocket_client):
+    """No fake server: the local gateway holds the socket in $connect as AWS does, the welcome
+    gets its 410, and the pending delivery reaches the browser once the socket opens."""
+    user = get_user_model().objects.create_user(username="erin", password="pw")
+    gateway = ApiGateway.objects.create(
+        name="window", api_id="window0001", target_base_endpoint="https://www.example.com/ws/"
+    )
+    reports = []
+
+    def welcome(sender, session, **kwargs) -> None:
+        reports.append(session.send_message({"type": "welcome"}))
+
+    signals.connected.connect(welcome, weak=False)
+    try:
+        ws = websocket_client(gateway, query={"ws_token": mint_token(user).token})
+    finally:
+        signals.connected.disconnect(welcome)
+    assert ws.receive_json(timeout=10) == {"type": "welcome"}
+    (report,) = reports
+    assert report.pending and report.wait_pending(10)
+    assert report.pending_delivered == report.pending
+    assert WebSocketSession.objects.get().state == "open"
+    ws.send_json({"action": "echo"})
+    assert ws.receive_json()["handler"] == "echo"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
-from urllib.parse import urlencode, urlsplit
+import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,7 +18,11 @@ from django.test import LiveServerTestCase, override_settings
 
 from django_aws_api_gateway_websockets import contract
 from django_aws_api_gateway_websockets.models import ApiGateway, WebSocketSession, WebSocketToken
-from django_aws_api_gateway_websockets.testing import new_connection_id
+from django_aws_api_gateway_websockets.testing import (
+    HandshakeRejected,
+    LocalGatewayMixin,
+    new_connection_id,
+)
 from django_aws_api_gateway_websockets.tokens import mint_token
 
 #: Printable ASCII with every punctuation character API Gateway can quote (no single quote).
@@ -77,22 +82,6 @@ class LiveServerTests(LiveServerTestCase):
             stage="production",
             target_base_endpoint=self.live_server_url + "/ws/",
         )
-
-    def test_connect_message_disconnect_through_a_real_server(self):
-        wire = Wire(self.live_server_url, self.gateway)
-        query = urlencode({"ws_token": mint_token(self.user).token, "channel": "general"})
-        status, headers, body = wire.post("/ws/connect", contract.CONNECT, query=query)
-        assert (status, body) == (200, b"")
-        assert "Location" not in headers
-
-        status, _, body = wire.post("/ws/default", contract.DEFAULT, b'{"action": "whoami"}')
-        assert status == 200
-        assert body == b"alice"
-
-        status, _, _ = wire.post("/ws/disconnect", contract.DISCONNECT)
-        assert status == 200
-        session = WebSocketSession.objects.get()
-        assert (session.channel_name, session.connected) == ("general", False)
 
     def test_login_required_middleware_does_not_redirect_callbacks(self):
         """Finding 3: with LoginRequiredMiddleware every callback went to the login page, with the
@@ -178,3 +167,39 @@ class LiveServerTests(LiveServerTestCase):
         assert status == 413
         status, _, _ = wire.post("/ws/default", contract.DEFAULT, b"\xff\xfe not utf-8")
         assert status == 400
+
+
+class ThroughTheLocalGateway(LocalGatewayMixin, LiveServerTestCase):
+    """The same server behind the local gateway, with the test helpers users get: a browser-like
+    WebSocket client instead of hand-made integration requests."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.user = get_user_model().objects.create_user(username="alice", password="pw")
+        self.gateway = ApiGateway.objects.create(
+            name="live",
+            api_id="live0api01",
+            stage="production",
+            target_base_endpoint="https://www.example.com/ws/",
+        )
+
+    def test_connect_message_disconnect_through_a_real_server(self):
+        token = mint_token(self.user).token
+        query = {"ws_token": token, "channel": "general"}
+        with self.websocket_client(self.gateway, query=query) as ws:
+            ws.send_json({"action": "whoami"})
+            assert ws.receive() == "alice"
+        deadline = time.monotonic() + 5
+        while WebSocketSession.objects.get().connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        session = WebSocketSession.objects.get()
+        assert (session.channel_name, session.connected) == ("general", False)
+
+    def test_the_token_is_single_use_through_the_gateway(self):
+        token = mint_token(self.user).token
+        with self.websocket_client(self.gateway, query={"ws_token": token}):
+            pass
+        with self.assertRaises(HandshakeRejected) as refused:
+            self.websocket_client(self.gateway, query={"ws_token": token}).connect()
+        assert refused.exception.status in (401, 403)
+        assert WebSocketSession.objects.count() == 1

@@ -1,4 +1,5 @@
-"""Identifiers in the shapes AWS uses, so code that validates them locally accepts them in AWS too."""
+"""Identifiers in the shapes AWS uses, so code that validates them locally accepts them in AWS
+too."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ def new_deployment_id() -> str:
 
 
 def new_connection_id() -> str:
-    """A 16-character connection id: base64 of 11 random bytes (``L0SM9cOFvHcCIhw=``)."""
-    return base64.b64encode(secrets.token_bytes(11)).decode("ascii")
+    """A 16-character connection id: base64url of 11 random bytes (``L0SM9cOFvHcCIhw=``,
+    ``P-S_9e-7liACH9A=``), the alphabet of every id AWS has shown."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(11)).decode("ascii")
 
 
 def new_request_id() -> str:
-    """A request id in the form API Gateway reports in ``context.requestId`` (``Ab1cDE2fIAMF3xg=``)."""
-    return base64.b64encode(secrets.token_bytes(11)).decode("ascii")
+    """A request id as API Gateway reports ``context.requestId`` (``Ab1cDE2fIAMF3xg=``)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(11)).decode("ascii")

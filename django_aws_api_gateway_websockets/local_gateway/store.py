@@ -59,6 +59,8 @@ class Integration:
     content_handling_strategy: str = ""
     timeout_in_millis: int = 29_000
     integration_response_selection_expression: str = ""
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class RouteResponse:
     model_selection_expression: str = ""
     response_models: dict[str, str] = field(default_factory=dict)
     response_parameters: dict[str, Any] = field(default_factory=dict)
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Route:
     request_models: dict[str, str] = field(default_factory=dict)
     request_parameters: dict[str, Any] = field(default_factory=dict)
     route_responses: dict[str, RouteResponse] = field(default_factory=dict)
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def integration_id(self) -> str | None:
@@ -112,6 +118,8 @@ class Deployment:
     created_date: datetime = field(default_factory=now)
     deployment_status: str = "DEPLOYED"
     auto_deployed: bool = False
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +134,8 @@ class Stage:
     tags: dict[str, str] = field(default_factory=dict)
     created_date: datetime = field(default_factory=now)
     last_updated_date: datetime = field(default_factory=now)
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +153,8 @@ class Api:
     routes: dict[str, Route] = field(default_factory=dict)  # by route_id
     deployments: dict[str, Deployment] = field(default_factory=dict)
     stages: dict[str, Stage] = field(default_factory=dict)
+    #: Other members of AWS's shape (PascalCase), stored and echoed back as given.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
         routes = {r.route_key: copy.deepcopy(r) for r in self.routes.values()}

@@ -38,6 +38,14 @@ class GatewayCommand(BaseCommand):
         if save:
             ApiGateway.objects.filter(pk=gateway.pk).update(api_id=api_id)
 
+    def refuse_local_writes(self) -> None:
+        """Records describe AWS: a command that writes provisioning results into them does not
+        run against the local gateway (reads such as plan and check do)."""
+        from ..endpoints import LOCAL_WRITES_REFUSED, local_gateway_url
+
+        if local_gateway_url():
+            raise CommandError(str(LOCAL_WRITES_REFUSED))
+
     def provisioner(self, gateway: ApiGateway) -> Provisioner:
         """Progress lines for every change; with ``-v 2``, a line for every read as well."""
         trace = self.stdout.write if self.verbosity >= 2 else None

@@ -125,13 +125,37 @@ def _transport(path: str, options_key: str) -> BaseTransport:
     return transport
 
 
+#: The default transport, replaced by :data:`LOCAL_TRANSPORT` when ``LOCAL_GATEWAY_URL`` is set.
+AWS_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.ManagementApiTransport"
+LOCAL_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.LocalGatewayTransport"
+
+
+def transport_path() -> str:
+    """``TRANSPORT``; with ``LOCAL_GATEWAY_URL`` set, the AWS transport becomes the local one
+    (same protocol, placeholder credentials), so only the setting changes between the two."""
+    path = ws_settings.TRANSPORT
+    if path == AWS_TRANSPORT and ws_settings.LOCAL_GATEWAY_URL:
+        return LOCAL_TRANSPORT
+    return path
+
+
+#: The transport for the current settings (cleared when they change).
+_active: BaseTransport | None = None
+
+
 def get_transport() -> BaseTransport:
     """The configured transport (one instance per process, so connections are shared)."""
-    options = ws_settings.TRANSPORT_OPTIONS or {}
-    return _transport(ws_settings.TRANSPORT, repr(sorted(options.items())))
+    global _active
+    active = _active
+    if active is None:
+        options = ws_settings.TRANSPORT_OPTIONS or {}
+        active = _active = _transport(transport_path(), repr(sorted(options.items())))
+    return active
 
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _active
     if setting == "AWS_API_GATEWAY_WEBSOCKETS":
+        _active = None
         _transport.cache_clear()

@@ -37,10 +37,14 @@ from asgiref.sync import sync_to_async
 
 from .. import __version__
 from . import DELETE, GET, POST, BaseTransport, Batch, Outcome, Result, Target, classify
+from .blocking import BlockingPool
 from .http import ConnectionPool, Response, request
 from .sigv4 import Credentials, Signer, payload_hash
 
 USER_AGENT = f"django-aws-api-gateway-websockets/{__version__}"
+
+#: Endpoints (with their signers) a transport keeps; more are only seen after rotations.
+_MAX_CACHED_ENDPOINTS = 64
 
 logger = logging.getLogger("django_aws_api_gateway_websockets.sending")
 
@@ -71,6 +75,9 @@ class _EventLoopThread:
         self._pid = 0
 
     def get(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
@@ -86,21 +93,36 @@ _loop_thread = _EventLoopThread()
 
 
 class _RateLimiter:
-    """A token bucket on the event loop: ``rate`` per second, bursts of a tenth of a second."""
+    """A token bucket: ``rate`` per second, bursts of a tenth of a second. The event loop waits
+    for its turn; a direct send from a caller's thread only goes when a token is free now."""
 
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self.burst = max(1.0, (rate or 0) / 10) * self.interval
         self.next_free = 0.0
+        self._lock = threading.Lock()
 
     async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.interval:
             return
-        now = loop.time()
-        slot = max(self.next_free, now - self.burst)
-        self.next_free = slot + self.interval
+        now = loop.time()  # time.monotonic(), the clock try_acquire() reads
+        with self._lock:
+            slot = max(self.next_free, now - self.burst)
+            self.next_free = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is free at once (never waits)."""
+        if not self.interval:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            slot = max(self.next_free, now - self.burst)
+            if slot > now:
+                return False
+            self.next_free = slot + self.interval
+            return True
 
 
 def retry_after(response: Response | None, now: float | None = None) -> float | None:
@@ -213,15 +235,15 @@ class _AsyncBatch(Batch):
         self.body_hash = payload_hash(payload)
         self.loop = _loop_thread.get()
         self.credentials: Credentials | None = None  # read on first submit, not for empty sends
-        self._signers: dict[str, Signer] = {}
         self._endpoints: dict[Target, _Endpoint] = {}
         self._results: deque[Result] = deque()
         self._space = threading.Condition()
         self._outstanding = 0  # submitted and not finished; guarded by _space
         self._space_waiters: list[concurrent.futures.Future[None]] = []  # async submitters
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._closed = False
-        self._queue: asyncio.Queue[tuple[str, _Endpoint, int] | None] | None = None
+        self._closed = False  # guarded by _space
+        #: Attempts waiting for a worker; touched only on the event loop's thread.
+        self._queue: deque[tuple[str, _Endpoint, int]] = deque()
         self._workers = 0
 
     # caller's thread
@@ -230,6 +252,8 @@ class _AsyncBatch(Batch):
         if not connection_ids:
             return
         endpoint = self._endpoint(target)
+        if len(connection_ids) == 1 and self._direct(endpoint, connection_ids[0]):
+            return
         limit = self.transport.max_pending
         with self._space:
             self._space.wait_for(lambda: self._outstanding < limit)
@@ -243,9 +267,16 @@ class _AsyncBatch(Batch):
         return results
 
     def finish(self) -> list[Result]:
-        self.loop.call_soon_threadsafe(self._close)
-        self._done.result()
+        if not self._close():
+            self._done.result()
         return self.completed()
+
+    def _close(self) -> bool:
+        """No more submits; ``True`` when every result is in already (no wait, no wake-up of
+        the event loop: a single send costs one hop to the loop, not two)."""
+        with self._space:
+            self._closed = True
+            return self._outstanding == 0
 
     # caller's event loop (async callers): the same steps, awaited instead of blocking
 
@@ -268,70 +299,56 @@ class _AsyncBatch(Batch):
         self.loop.call_soon_threadsafe(self._enqueue, endpoint, list(connection_ids))
 
     async def afinish(self) -> list[Result]:
-        self.loop.call_soon_threadsafe(self._close)
-        await asyncio.wrap_future(self._done)
+        if not self._close():
+            await asyncio.wrap_future(self._done)
         return self.completed()
 
     def _endpoint(self, target: Target) -> _Endpoint:
         target = self.transport.target_for(target)
         endpoint = self._endpoints.get(target)
         if endpoint is None:
-            signer = self._signers.get(target.region)
             if self.credentials is None:
                 self.credentials = self.transport.credentials()
-            if signer is None:
-                signer = self._signers[target.region] = Signer(self.credentials, target.region)
-            endpoint = self._endpoints[target] = _Endpoint(target, signer)
+            endpoint = self._endpoints[target] = self.transport.endpoint(target, self.credentials)
         return endpoint
 
     # event loop's thread
 
     def _enqueue(self, endpoint: _Endpoint, connection_ids: list[str]) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        for connection_id in connection_ids:
-            self._queue.put_nowait((connection_id, endpoint, 1))
-        wanted = min(self.transport.max_concurrency, self._workers + len(connection_ids))
+        self._queue.extend((connection_id, endpoint, 1) for connection_id in connection_ids)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Enough workers for the queue, up to ``max_concurrency``; each exits when it finds
+        the queue empty, so a finished batch leaves no task behind."""
+        wanted = min(self.transport.max_concurrency, self._workers + len(self._queue))
         while self._workers < wanted:
             self._workers += 1
             self.loop.create_task(self._worker())
 
-    def _close(self) -> None:
-        self._closed = True
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        with self._space:
-            idle = self._outstanding == 0
-        if self._closed and idle and not self._done.done():
-            if self._queue is not None:
-                for _ in range(self._workers):
-                    self._queue.put_nowait(None)
-            self._done.set_result(None)
-
     def _complete(self, result: Result) -> None:
-        self._results.append(result)
+        self._results.append(result)  # before the count: whoever sees 0 sees every result
         with self._space:
             self._outstanding -= 1
             self._space.notify()
             waiters, self._space_waiters = self._space_waiters, []
+            finished = self._closed and self._outstanding == 0
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-        if self._closed:
-            self._maybe_done()
+        if finished:
+            self._done.set_result(None)
 
     async def _worker(self) -> None:
-        assert self._queue is not None
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            await self._attempt(*item)
+        queue = self._queue
+        try:
+            while queue:
+                await self._attempt(*queue.popleft())
+        finally:
+            self._workers -= 1
 
-    async def _attempt(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
-        transport = self.transport
-        await transport.rate_limiter.wait(self.loop)
+    def _head(self, endpoint: _Endpoint, connection_id: str) -> bytes:
+        """The signed request line and headers, up to the blank line."""
         path = endpoint.path(connection_id)
         headers = endpoint.signer.headers(
             self.operation,
@@ -346,13 +363,59 @@ class _AsyncBatch(Batch):
         if self.operation == POST:
             head.append(f"Content-Length: {len(self.payload)}")
         head.append("\r\n")
+        return "\r\n".join(head).encode("latin-1")
+
+    def _direct(self, endpoint: _Endpoint, connection_id: str) -> bool:
+        """The first attempt of a one-recipient submit, made from the caller's thread (see
+        :mod:`.blocking`); a retry goes to the event loop. ``False``: not attempted here (the
+        transport sends through its loop only, or ``max_rate`` has no token free right now)."""
+        transport = self.transport
+        if not transport.direct_single_sends or transport.shared_quota is not None:
+            return False
+        if not transport.rate_limiter.try_acquire():
+            return False
+        reason = ""
+        response: Response | None = None
         try:
+            data = self._head(endpoint, connection_id)
+            if self.operation == POST:
+                data += self.payload
+            response = transport.blocking_pool(endpoint.pool_key).request(data, transport.timeout)
+        except OSError as exc:  # network, timeouts, protocol errors: retried
+            outcome: Outcome | None = None
+            reason = type(exc).__name__
+        except Exception as exc:  # e.g. an unencodable host name: final, as on the loop
+            outcome, reason = Outcome.FAILED, type(exc).__name__
+        else:
+            reason = "" if 200 <= response.status < 300 else error_code(response)
+            outcome = classify(response.status, reason)
+        if outcome is None:
+            if transport.max_attempts > 1:
+                delay = transport.backoff(1, retry_after(response))
+                with self._space:
+                    self._outstanding += 1
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, delay, self._retry, connection_id, endpoint, 2
+                )
+                return True
+            outcome = Outcome.FAILED
+        body = None
+        if outcome is Outcome.OK and self.operation == GET and response is not None:
+            body = _json_object(response.body)
+        self._results.append(Result(connection_id, outcome, reason, 1, body))
+        return True
+
+    async def _attempt(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
+        transport = self.transport
+        await transport.rate_limiter.wait(self.loop)
+        try:
+            head = self._head(endpoint, connection_id)
             async with transport.slots():
                 if transport.shared_quota is not None:
                     await transport.shared_quota.acquire(self.loop)
                 response = await request(
                     transport.pool(endpoint.pool_key),
-                    "\r\n".join(head).encode("latin-1"),
+                    head,
                     self.payload if self.operation == POST else b"",
                     transport.timeout,
                 )
@@ -376,8 +439,8 @@ class _AsyncBatch(Batch):
         self._complete(Result(connection_id, outcome, reason, attempt, data))
 
     def _retry(self, connection_id: str, endpoint: _Endpoint, attempt: int) -> None:
-        assert self._queue is not None
-        self._queue.put_nowait((connection_id, endpoint, attempt))
+        self._queue.append((connection_id, endpoint, attempt))
+        self._spawn()
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -403,6 +466,7 @@ class ManagementApiTransport(BaseTransport):
         max_pending: int | None = None,
         endpoint_url: str | None = None,
         shared_rate: str | None = None,
+        direct_single_sends: bool = True,
     ) -> None:
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_attempts = max(1, int(max_attempts))
@@ -420,6 +484,14 @@ class ManagementApiTransport(BaseTransport):
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._boto_session: Any = None
+        #: A one-recipient send from synchronous code makes its first attempt from the
+        #: caller's thread (:mod:`.blocking`), not through the event loop.
+        self.direct_single_sends = bool(direct_single_sends)
+        self._blocking_pools: dict[tuple[str, int, bool], BlockingPool] = {}
+        #: Per target and credentials: the parsed endpoint and its signer (whose signing key is
+        #: derived once a day), shared by every batch instead of rebuilt for each.
+        self._endpoints: dict[tuple[Target, Credentials], _Endpoint] = {}
+        self._endpoints_lock = threading.Lock()
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the attempt after ``attempt``: the server's ``Retry-After``
@@ -450,6 +522,13 @@ class ManagementApiTransport(BaseTransport):
             pool = self._pools[key] = ConnectionPool(*key)
         return pool
 
+    def blocking_pool(self, key: tuple[str, int, bool]) -> BlockingPool:
+        """The keep-alive sockets of direct sends to one host, shared by the caller threads."""
+        pool = self._blocking_pools.get(key)
+        if pool is None:
+            pool = self._blocking_pools.setdefault(key, BlockingPool(*key))
+        return pool
+
     def credentials(self) -> Credentials:
         """The standard AWS credential chain, as boto3 resolves and refreshes it."""
         if self._boto_session is None:
@@ -464,6 +543,20 @@ class ManagementApiTransport(BaseTransport):
         frozen = found.get_frozen_credentials()
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
+    def endpoint(self, target: Target, credentials: Credentials) -> _Endpoint:
+        """The request data for ``target`` signed with ``credentials`` (new credentials, e.g.
+        refreshed ones, get a new signer)."""
+        key = (target, credentials)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            with self._endpoints_lock:
+                if len(self._endpoints) >= _MAX_CACHED_ENDPOINTS:
+                    self._endpoints.clear()  # rotated credentials: drop the old signers
+                endpoint = self._endpoints[key] = _Endpoint(
+                    target, Signer(credentials, target.region)
+                )
+        return endpoint
+
     def target_for(self, default: Target) -> Target:
         return Target(self.endpoint_url, default.region) if self.endpoint_url else default
 
@@ -474,10 +567,14 @@ class ManagementApiTransport(BaseTransport):
 
 
 class LocalGatewayTransport(ManagementApiTransport):
-    """The Management API of a local gateway at ``endpoint_url``, always signed with dummy
-    credentials (a local gateway checks that requests are signed, not who signed them)."""
+    """The Management API of a local gateway, always signed with dummy credentials (a local
+    gateway checks that requests are signed, not who signed them).
 
-    def __init__(self, *, endpoint_url: str, **options: Any) -> None:
+    Without ``endpoint_url`` each gateway's own URL is used (``LOCAL_GATEWAY_URL`` gives
+    ``<url>/<api_id>/<stage>``); with it, every call goes to that one base URL.
+    """
+
+    def __init__(self, *, endpoint_url: str | None = None, **options: Any) -> None:
         options.setdefault("max_rate", None)
         super().__init__(endpoint_url=endpoint_url, **options)
 

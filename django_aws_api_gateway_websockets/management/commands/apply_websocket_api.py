@@ -28,6 +28,7 @@ class Command(GatewayCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.refuse_local_writes()
         gateway = self.get_gateway(options["gateway"])
         self.adopt(gateway, options["adopt"], save=True)
         scope = "api" if options["skip_domain"] else "all"

@@ -15,6 +15,7 @@ class Command(GatewayCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.refuse_local_writes()
         gateway = self.get_gateway(options["gateway"])
         if not gateway.custom_domain_name:
             raise CommandError(f"{gateway.name} has no custom domain name.")

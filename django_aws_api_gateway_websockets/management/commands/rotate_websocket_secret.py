@@ -16,6 +16,7 @@ class Command(GatewayCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.refuse_local_writes()
         gateway = self.get_gateway(options["gateway"])
         secrets = ws_settings.gateway_secrets
         if len(secrets) < 2:

@@ -20,6 +20,7 @@ class Command(GatewayCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.refuse_local_writes()
         gateway = self.get_gateway(options["gateway"])
         provisioner = self.provisioner(gateway)
         plan = self.run(provisioner.teardown_plan)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_aws_api_gateway_websockets', '0003_provisioning'),
+        ('django_aws_api_gateway_websockets', '0004_token_refusal'),
     ]
 
     operations = [
