@@ -7,7 +7,14 @@
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 DJANGO_SPEC=${DJANGO_SPEC:-django>=5.2,<6.0}
-EXTRAS=${EXTRAS:-test,lint,docs,browser}
+if [ -z "${EXTRAS:-}" ]; then
+  EXTRAS=test,lint,docs,browser
+  # mysqlclient builds only against the MySQL/MariaDB client headers: add it where they exist,
+  # so one venv serves every leg on this machine (the stamp below would flip otherwise).
+  if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null; then
+    EXTRAS="$EXTRAS,mysql"
+  fi
+fi
 if [ "${DAGW_TEST_DATABASE:-}" = mysql ] && [[ ",$EXTRAS," != *,mysql,* ]]; then
   EXTRAS="$EXTRAS,mysql"
 fi
