@@ -83,7 +83,7 @@ class Operation:
 
     @property
     def name(self) -> str:
-        return self.model.name
+        return str(self.model.name)
 
     @property
     def status(self) -> int:
