@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -22,8 +22,19 @@ from .models import (
 )
 from .provisioning import Provisioner, ProvisioningError
 
+if TYPE_CHECKING:
+    _ReadOnlyBase = admin.ModelAdmin[Any]
+    _RouteInlineBase = admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]
+    _GatewayAdminBase = admin.ModelAdmin[ApiGateway]
+    _RouteAdminBase = admin.ModelAdmin[ApiGatewayAdditionalRoute]
+else:
+    # The admin classes are generic in django-stubs only: subscripting them at runtime needs
+    # django_stubs_ext.monkeypatch(), which a site using this package need not run.
+    _ReadOnlyBase = _GatewayAdminBase = _RouteAdminBase = admin.ModelAdmin
+    _RouteInlineBase = admin.TabularInline
 
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+
+class ReadOnlyAdmin(_ReadOnlyBase):
     """Rows only the package writes: viewable and deletable, never added or edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -33,7 +44,7 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
-class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
+class AdditionalRouteInline(_RouteInlineBase):
     model = ApiGatewayAdditionalRoute
     extra = 0
     fields = ["route_key", "route_slug", "integration_uri", "two_way", "deployed"]
@@ -41,7 +52,7 @@ class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGa
 
 
 @admin.register(ApiGateway)
-class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
+class ApiGatewayAdmin(_GatewayAdminBase):
     list_display = [
         "name",
         "api_id",
@@ -175,7 +186,7 @@ class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
 
 
 @admin.register(ApiGatewayAdditionalRoute)
-class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin[ApiGatewayAdditionalRoute]):
+class ApiGatewayAdditionalRouteAdmin(_RouteAdminBase):
     list_display = ["route_key", "gateway", "route_slug", "two_way", "deployed"]
     list_filter = ["deployed", "two_way", "gateway"]
     search_fields = ["route_key", "route_slug", "gateway__name"]
