@@ -12,7 +12,8 @@ For each event type it measures
 * the SQL statements of every timed event (transaction statements excluded), counted by an
   execute wrapper, reported as min / p50 / p99 / max over thousands of events, so the events that
   reload the per-process gateway cache are in the distribution; checked against a target on
-  PostgreSQL (p99 at most the target, max at most one more: the reload);
+  PostgreSQL (every event at most the target, except that an event which reloaded the cache may
+  make one query more);
 * events per second through the test client, in rounds interleaved with two bare Django views
   through the same client and middleware: one doing one ``SELECT`` (the baseline of messages) and
   one doing one committed ``UPDATE`` by key (the baseline of ``$connect`` and ``$disconnect``).
@@ -106,6 +107,8 @@ class Measured:
     counts: list[int] = field(default_factory=list)  # queries of every timed event
     #: Queries of the timed events during which the gateway cache reloaded.
     reload_counts: list[int] = field(default_factory=list)
+    #: The most queries of a timed event that did not reload the gateway cache.
+    steady_max: int = 0
 
     def percentile(self, p: float) -> int:
         ordered = sorted(self.counts)
@@ -257,6 +260,8 @@ class Bench:
         if loads != self.loads_seen:
             self.loads_seen = loads
             measured.reload_counts.append(count)
+        elif count > measured.steady_max:
+            measured.steady_max = count
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -461,6 +466,7 @@ class Bench:
         clock = time.perf_counter_ns
         gc.collect()
         self.counter.count = 0  # what preparing the round ran is not an event's
+        self.loads_seen = self.gateway_cache_loads()  # nor a reload it caused
         for i in range(n):
             shift = i % len(events)
             for key, event in events[shift:] + events[:shift]:
@@ -527,21 +533,28 @@ class Bench:
                 continue
             share = statistics.median(self.shares(kind))
             assert kind.target is not None
-            queries_met = p99 <= kind.target and high <= kind.target + 1
+            # Reloads are time-based (one per GATEWAY_CACHE_SECONDS), so their share of the events
+            # depends on the machine's speed: the target is on every other event, and reloads
+            # may cost one query more.
+            reload_max = max(measured.reload_counts, default=0)
+            queries_met = measured.steady_max <= kind.target and reload_max <= kind.target + 1
             share_met = share >= TARGET_SHARE
             results = [
                 self._verdict(queries_met, enforce_queries),
                 self._verdict(share_met, enforce_share),
             ]
             if enforce_queries and not queries_met:
-                missed.append(f"{kind.label}: queries {queries} (target p99 ≤ {kind.target})")
+                missed.append(
+                    f"{kind.label}: queries {queries} (target ≤ {kind.target}, reloads"
+                    f" ≤ {kind.target + 1})"
+                )
             if enforce_share and not share_met:
                 missed.append(f"{kind.label}: {share:.2f} of the bare view (< {TARGET_SHARE})")
             lines.append(
                 f"| {kind.label} | {queries} | {statements} | {measured.rate:,.0f} "
                 f"| {measured.mean_us:,.0f} | **{share:.2f}** ({BASELINE_NAMES[kind.baseline]}) "
                 f"| {measured.rate / read_rate:.2f} "
-                f"| p99 ≤ {kind.target} (max ≤ {kind.target + 1}); share ≥ {TARGET_SHARE:.2f} "
+                f"| ≤ {kind.target} (reloads ≤ {kind.target + 1}); share ≥ {TARGET_SHARE:.2f} "
                 f"| {' / '.join(results)} |"
             )
         lines += ["", *self.notes(enforce_queries), "", *self.reloads(), "", *self.spread()]
@@ -602,7 +615,8 @@ class Bench:
     def reloads(self) -> list[str]:
         seconds = self.gateway_cache_seconds()
         lines = [
-            f"Gateway cache reloads during the timed events: {self.loads_during}"
+            "Gateway cache reloads during the timed events:"
+            f" {sum(len(m.reload_counts) for m in self.results.values())}"
             f" (`GATEWAY_CACHE_SECONDS` = {seconds:g}); queries of the event that reloaded:"
         ]
         for kind in KINDS:
