@@ -51,7 +51,6 @@ from django.utils import timezone
 
 from .exceptions import WebSocketRefusal
 from .models import WebSocketSession
-from .tokens import column as column_of
 
 #: Session columns a repeated ``$connect`` for the same connection id overwrites.
 SESSION_UPSERT_FIELDS = (
@@ -73,7 +72,7 @@ Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
 
 def _converters(
-    fields: list[Field[Any, Any]], db: BaseDatabaseWrapper
+    fields: list[Field], db: BaseDatabaseWrapper
 ) -> list[tuple[int, list[Converter], Any]]:
     """What the ORM's compiler would apply to each column read back (only non-empty ones)."""
     found = []
@@ -113,8 +112,8 @@ def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup | None:
     user_fields = list(user_meta.concrete_fields)
     table, user_table = qn(meta.db_table), qn(user_meta.db_table)
 
-    def column(field: Field[Any, Any]) -> str:
-        return f"{qn(field.model._meta.db_table)}.{qn(column_of(field.model, field.name))}"
+    def column(field: Field) -> str:
+        return f"{qn(field.model._meta.db_table)}.{qn(field.column)}"
 
     columns = ", ".join(column(f) for f in session_fields + user_fields)
     user_fk = meta.get_field("user")
@@ -178,7 +177,7 @@ def find_connected_session(connection_id: str, gateway_id: int) -> WebSocketSess
 def _build_close(db: BaseDatabaseWrapper) -> str:
     qn = db.ops.quote_name
     meta = WebSocketSession._meta
-    col = {name: qn(column_of(WebSocketSession, name)) for name in _CLOSE_COLUMNS}
+    col = {name: qn(meta.get_field(name).column) for name in _CLOSE_COLUMNS}
     return (
         f"UPDATE {qn(meta.db_table)} SET {col['connected']} = %s, {col['state']} = %s, "  # noqa: S608
         f"{col['disconnected_at']} = %s WHERE {col['connection_id']} = %s "
@@ -204,8 +203,7 @@ def close_session(connection_id: str, gateway_id: int, when: datetime) -> int:
             sql,
             [False, WebSocketSession.State.CLOSED.value, stamp, connection_id, gateway_id, True],
         )
-        changed: int = cursor.rowcount
-        return changed
+        return cursor.rowcount
 
 
 # $connect ---------------------------------------------------------------------------------------
@@ -216,12 +214,12 @@ class _Upsert:
     sql: str
     #: Per column: attribute name, field, and the Python types whose value is already what the
     #: driver gets (``get_db_prep_save`` would return it unchanged).
-    columns: list[tuple[str, Field[Any, Any], tuple[type, ...]]]
+    columns: list[tuple[str, Field, tuple[type, ...]]]
     #: The primary key comes back (``RETURNING``) on backends that can return it from an upsert.
     returns_pk: bool
 
 
-def _upsert_fields() -> list[Field[Any, Any]]:
+def _upsert_fields() -> list[Field]:
     meta = WebSocketSession._meta
     return [f for f in meta.concrete_fields if not f.generated and f is not meta.pk]
 
@@ -229,7 +227,7 @@ def _upsert_fields() -> list[Field[Any, Any]]:
 _INTEGER_KEYS = (AutoField, BigAutoField, SmallAutoField, IntegerField, BigIntegerField)
 
 
-def _unchanged_types(field: Field[Any, Any]) -> tuple[type, ...]:
+def _unchanged_types(field: Field) -> tuple[type, ...]:
     """Types ``field.get_db_prep_save`` passes through as they are; exact classes only (a
     subclass may prepare values its own way). Everything else goes through the field."""
     if type(field) is CharField:
@@ -241,15 +239,13 @@ def _unchanged_types(field: Field[Any, Any]) -> tuple[type, ...]:
     return ()
 
 
-def _upsert_columns(
-    fields: list[Field[Any, Any]],
-) -> list[tuple[str, Field[Any, Any], tuple[type, ...]]]:
+def _upsert_columns(fields: list[Field]) -> list[tuple[str, Field, tuple[type, ...]]]:
     return [(field.attname, field, _unchanged_types(field)) for field in fields]
 
 
 def _upsert_params(
     session: WebSocketSession,
-    columns: list[tuple[str, Field[Any, Any], tuple[type, ...]]],
+    columns: list[tuple[str, Field, tuple[type, ...]]],
     db: BaseDatabaseWrapper,
 ) -> list[Any]:
     params = []
@@ -308,20 +304,6 @@ def _build_upsert(db: BaseDatabaseWrapper, alias: str) -> _Upsert | None:
     return _Upsert(sql=sql, columns=columns, returns_pk=returns_pk)
 
 
-def _returned_rows(db: BaseDatabaseWrapper, cursor: Any) -> list[Any]:
-    """The rows of the upsert's ``RETURNING`` clause, read as Django's compiler reads them:
-    ``fetch_returned_insert_rows(cursor)`` up to Django 5.2, ``fetch_returned_rows(cursor,
-    returning_params)`` from 6.0. Returning parameters are empty here: a backend with some
-    (Oracle) adds them to the statement's parameters, fails the check in :func:`_build_upsert`
-    and uses ``bulk_create``."""
-    ops = db.ops
-    if hasattr(ops, "fetch_returned_insert_rows"):  # Django < 6.0
-        rows: list[Any] = ops.fetch_returned_insert_rows(cursor)
-    else:
-        rows = ops.fetch_returned_rows(cursor, ())
-    return rows
-
-
 def upsert_session(session: WebSocketSession) -> None:
     """Insert the new session, or overwrite the row of a repeated ``$connect`` for the same
     connection id; one statement. Sets ``session.pk`` where the backend returns it, as
@@ -342,7 +324,8 @@ def upsert_session(session: WebSocketSession) -> None:
     with db.cursor() as cursor:
         cursor.execute(upsert.sql, _upsert_params(session, upsert.columns, db))
         if upsert.returns_pk:
-            session.pk = _returned_rows(db, cursor)[0][0]
+            row = db.ops.fetch_returned_insert_rows(cursor)[0]
+            session.pk = row[0]
     session._state.adding = False
     session._state.db = alias
 

@@ -83,7 +83,7 @@ class Operation:
 
     @property
     def name(self) -> str:
-        return str(self.model.name)
+        return self.model.name
 
     @property
     def status(self) -> int:

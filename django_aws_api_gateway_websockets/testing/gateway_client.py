@@ -23,19 +23,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from django.http import HttpResponse
 from django.test import Client
 
 from .. import contract
 from ..conf import ws_settings
 from ..local_gateway import ids
 from ..models import ApiGateway
-
-if TYPE_CHECKING:
-    # What Django's test client returns: a response with ``json()``, ``context``, ``templates``.
-    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 _UNSET: Any = object()
 #: A current desktop browser, as API Gateway forwards it on ``$connect``.
@@ -76,10 +73,7 @@ class GatewayClient:
         self.host = parts.netloc or "testserver"
         self.secure = parts.scheme == "https"
         self.origin = origin if origin is not None else f"{parts.scheme or 'https'}://{self.host}"
-        secrets = ws_settings.gateway_secrets
-        if secret is _UNSET:
-            secret = secrets[0] if secrets else None
-        self.secret: str | None = secret
+        self.secret = (ws_settings.gateway_secrets or [None])[0] if secret is _UNSET else secret
         self.connection_id = new_connection_id()
         self.last_request_id = ""
 
@@ -132,13 +126,13 @@ class GatewayClient:
         headers.update(overrides)
         return headers
 
-    def _post(self, slug: str, body: Any, query: str, headers: dict[str, str]) -> TestResponse:
+    def _post(self, slug: str, body: Any, query: str, headers: dict[str, str]) -> HttpResponse:
         url = self.path + slug + (f"?{query}" if query else "")
         if isinstance(body, (dict, list)):
             data: Any = json.dumps(body)
         else:
             data = body if body is not None else ""
-        meta: dict[str, Any] = contract.as_meta(headers)
+        meta = contract.as_meta(headers)
         # Django's test client adds its cookie jar to every request; API Gateway forwards the
         # browser's cookies on $connect only.
         meta.setdefault("HTTP_COOKIE", "")
@@ -161,7 +155,7 @@ class GatewayClient:
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
         client_headers: dict[str, str] | None = None,
-    ) -> TestResponse:
+    ) -> HttpResponse:
         """``$connect`` with the client's query string and handshake headers (``client_headers``
         add to or replace the browser's); ``headers`` override the final request's."""
         params = dict(query or {})
@@ -183,15 +177,15 @@ class GatewayClient:
         route_slug: str | None = None,
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> TestResponse:
+    ) -> HttpResponse:
         """Deliver a client message on ``route_key`` (at ``route_slug`` if it has its own)."""
-        all_headers = self.headers(route_key, connection_id, None, **(headers or {}))
+        all_headers = self.headers(route_key, connection_id, **(headers or {}))
         slug = route_slug or contract.route_slug(route_key)
         return self._post(slug, body, "", all_headers)
 
     def disconnect(
         self, *, connection_id: str | None = None, headers: dict[str, str] | None = None
-    ) -> TestResponse:
-        all_headers = self.headers(contract.DISCONNECT, connection_id, None, **(headers or {}))
+    ) -> HttpResponse:
+        all_headers = self.headers(contract.DISCONNECT, connection_id, **(headers or {}))
         slug = contract.route_slug(contract.DISCONNECT)
         return self._post(slug, None, "", all_headers)
