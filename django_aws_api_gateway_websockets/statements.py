@@ -71,8 +71,15 @@ _USER_FIELD = WebSocketSession._meta.get_field("user")
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
 
+def _column_of(field: Any) -> str:
+    """A concrete field's database column (reverse relations and private fields have none)."""
+    if not isinstance(field, Field) or field.column is None:
+        raise TypeError(f"{field!r} is not a concrete field")
+    return field.column
+
+
 def _converters(
-    fields: list[Field], db: BaseDatabaseWrapper
+    fields: list[Field[Any, Any]], db: BaseDatabaseWrapper
 ) -> list[tuple[int, list[Converter], Any]]:
     """What the ORM's compiler would apply to each column read back (only non-empty ones)."""
     found = []
@@ -112,8 +119,8 @@ def _build_lookup(db: BaseDatabaseWrapper) -> _SessionLookup | None:
     user_fields = list(user_meta.concrete_fields)
     table, user_table = qn(meta.db_table), qn(user_meta.db_table)
 
-    def column(field: Field) -> str:
-        return f"{qn(field.model._meta.db_table)}.{qn(field.column)}"
+    def column(field: Field[Any, Any]) -> str:
+        return f"{qn(field.model._meta.db_table)}.{qn(_column_of(field))}"
 
     columns = ", ".join(column(f) for f in session_fields + user_fields)
     user_fk = meta.get_field("user")
@@ -177,7 +184,7 @@ def find_connected_session(connection_id: str, gateway_id: int) -> WebSocketSess
 def _build_close(db: BaseDatabaseWrapper) -> str:
     qn = db.ops.quote_name
     meta = WebSocketSession._meta
-    col = {name: qn(meta.get_field(name).column) for name in _CLOSE_COLUMNS}
+    col = {name: qn(_column_of(meta.get_field(name))) for name in _CLOSE_COLUMNS}
     return (
         f"UPDATE {qn(meta.db_table)} SET {col['connected']} = %s, {col['state']} = %s, "  # noqa: S608
         f"{col['disconnected_at']} = %s WHERE {col['connection_id']} = %s "
@@ -203,7 +210,8 @@ def close_session(connection_id: str, gateway_id: int, when: datetime) -> int:
             sql,
             [False, WebSocketSession.State.CLOSED.value, stamp, connection_id, gateway_id, True],
         )
-        return cursor.rowcount
+        changed: int = cursor.rowcount
+        return changed
 
 
 # $connect ---------------------------------------------------------------------------------------
@@ -214,12 +222,12 @@ class _Upsert:
     sql: str
     #: Per column: attribute name, field, and the Python types whose value is already what the
     #: driver gets (``get_db_prep_save`` would return it unchanged).
-    columns: list[tuple[str, Field, tuple[type, ...]]]
+    columns: list[tuple[str, Field[Any, Any], tuple[type, ...]]]
     #: The primary key comes back (``RETURNING``) on backends that can return it from an upsert.
     returns_pk: bool
 
 
-def _upsert_fields() -> list[Field]:
+def _upsert_fields() -> list[Field[Any, Any]]:
     meta = WebSocketSession._meta
     return [f for f in meta.concrete_fields if not f.generated and f is not meta.pk]
 
@@ -227,7 +235,7 @@ def _upsert_fields() -> list[Field]:
 _INTEGER_KEYS = (AutoField, BigAutoField, SmallAutoField, IntegerField, BigIntegerField)
 
 
-def _unchanged_types(field: Field) -> tuple[type, ...]:
+def _unchanged_types(field: Field[Any, Any]) -> tuple[type, ...]:
     """Types ``field.get_db_prep_save`` passes through as they are; exact classes only (a
     subclass may prepare values its own way). Everything else goes through the field."""
     if type(field) is CharField:
@@ -239,13 +247,15 @@ def _unchanged_types(field: Field) -> tuple[type, ...]:
     return ()
 
 
-def _upsert_columns(fields: list[Field]) -> list[tuple[str, Field, tuple[type, ...]]]:
+def _upsert_columns(
+    fields: list[Field[Any, Any]],
+) -> list[tuple[str, Field[Any, Any], tuple[type, ...]]]:
     return [(field.attname, field, _unchanged_types(field)) for field in fields]
 
 
 def _upsert_params(
     session: WebSocketSession,
-    columns: list[tuple[str, Field, tuple[type, ...]]],
+    columns: list[tuple[str, Field[Any, Any], tuple[type, ...]]],
     db: BaseDatabaseWrapper,
 ) -> list[Any]:
     params = []
@@ -324,7 +334,7 @@ def upsert_session(session: WebSocketSession) -> None:
     with db.cursor() as cursor:
         cursor.execute(upsert.sql, _upsert_params(session, upsert.columns, db))
         if upsert.returns_pk:
-            row = db.ops.fetch_returned_insert_rows(cursor)[0]
+            row = cursor.fetchone()  # the RETURNING row (what fetch_returned_insert_rows reads)
             session.pk = row[0]
     session._state.adding = False
     session._state.db = alias

@@ -175,7 +175,8 @@ def _conditional_update(
     ]
     active = _active_field()
     if active is not None:
-        user_meta = get_user_model()._meta
+        user_model = get_user_model()
+        user_meta = user_model._meta
         token_table = qn(WebSocketToken._meta.db_table)
         user_table = qn(user_meta.db_table)
         # Identifiers come from model metadata and are quoted; values are parameters. EXISTS on
@@ -183,8 +184,8 @@ def _conditional_update(
         # every active user on each $connect).
         where += (
             f" AND ({col['user']} IS NULL OR EXISTS (SELECT 1 FROM {user_table} "  # noqa: S608
-            f"WHERE {user_table}.{qn(user_meta.pk.column)} = {token_table}.{col['user']} "
-            f"AND {user_table}.{qn(active.column)} = %s))"
+            f"WHERE {user_table}.{qn(column(user_model, 'pk'))} = {token_table}.{col['user']} "
+            f"AND {user_table}.{qn(column(user_model, active.name))} = %s))"
         )
         params.append(True)
     sql = f"UPDATE {qn(meta.db_table)} SET {col['used_at']} = %s WHERE {where}"  # noqa: S608

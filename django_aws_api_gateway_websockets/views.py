@@ -214,7 +214,7 @@ class WebSocketView(View):
             )
             event = getattr(self, "event", None)
             request_id = replies.request_id_of(event.json) if event is not None else None
-            if request_id is not None and not event.is_connect:
+            if request_id is not None and event is not None and not event.is_connect:
                 return replies.refusal_reply(request_id, refusal.status_code, refusal.reason)
             return refusal.as_response()
         finally:

@@ -83,7 +83,8 @@ class Operation:
 
     @property
     def name(self) -> str:
-        return self.model.name
+        name: str = self.model.name
+        return name
 
     @property
     def status(self) -> int:

@@ -131,7 +131,8 @@ class FrameGuard:
             self.failed = True
             self.queue.set_exception(WebSocketError(*problem))
             return True, b""
-        return self.parser.feed_data(data)
+        fed: tuple[bool, bytes] = self.parser.feed_data(data)
+        return fed
 
     def _scan(self, data: bytes) -> tuple[int, str] | None:
         buf = self.head + data if self.head else data
@@ -292,7 +293,7 @@ class DataPlane:
         protocol = request.protocol
         protocol._payload_parser = FrameGuard(protocol._payload_parser, ws._reader)
         connection.ws = ws
-        connection.transport = request.transport  # type: ignore[assignment]
+        connection.transport = request.transport
         connection.state = OPEN
         try:
             await self._read(connection, ws)

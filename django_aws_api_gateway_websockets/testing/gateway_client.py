@@ -23,16 +23,19 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from django.http import HttpResponse
 from django.test import Client
 
 from .. import contract
 from ..conf import ws_settings
 from ..local_gateway import ids
 from ..models import ApiGateway
+
+if TYPE_CHECKING:
+    # What Django's test client returns: an HttpResponse with .json(), .request, .client.
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 _UNSET: Any = object()
 #: A current desktop browser, as API Gateway forwards it on ``$connect``.
@@ -73,7 +76,8 @@ class GatewayClient:
         self.host = parts.netloc or "testserver"
         self.secure = parts.scheme == "https"
         self.origin = origin if origin is not None else f"{parts.scheme or 'https'}://{self.host}"
-        self.secret = (ws_settings.gateway_secrets or [None])[0] if secret is _UNSET else secret
+        first_secret: str | None = next(iter(ws_settings.gateway_secrets or ()), None)
+        self.secret = first_secret if secret is _UNSET else secret
         self.connection_id = new_connection_id()
         self.last_request_id = ""
 
@@ -126,13 +130,13 @@ class GatewayClient:
         headers.update(overrides)
         return headers
 
-    def _post(self, slug: str, body: Any, query: str, headers: dict[str, str]) -> HttpResponse:
+    def _post(self, slug: str, body: Any, query: str, headers: dict[str, str]) -> TestResponse:
         url = self.path + slug + (f"?{query}" if query else "")
         if isinstance(body, (dict, list)):
             data: Any = json.dumps(body)
         else:
             data = body if body is not None else ""
-        meta = contract.as_meta(headers)
+        meta: dict[str, Any] = contract.as_meta(headers)
         # Django's test client adds its cookie jar to every request; API Gateway forwards the
         # browser's cookies on $connect only.
         meta.setdefault("HTTP_COOKIE", "")
@@ -155,7 +159,7 @@ class GatewayClient:
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
         client_headers: dict[str, str] | None = None,
-    ) -> HttpResponse:
+    ) -> TestResponse:
         """``$connect`` with the client's query string and handshake headers (``client_headers``
         add to or replace the browser's); ``headers`` override the final request's."""
         params = dict(query or {})
@@ -177,15 +181,15 @@ class GatewayClient:
         route_slug: str | None = None,
         connection_id: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> HttpResponse:
+    ) -> TestResponse:
         """Deliver a client message on ``route_key`` (at ``route_slug`` if it has its own)."""
-        all_headers = self.headers(route_key, connection_id, **(headers or {}))
+        all_headers = self.headers(route_key, connection_id, None, **(headers or {}))
         slug = route_slug or contract.route_slug(route_key)
         return self._post(slug, body, "", all_headers)
 
     def disconnect(
         self, *, connection_id: str | None = None, headers: dict[str, str] | None = None
-    ) -> HttpResponse:
-        all_headers = self.headers(contract.DISCONNECT, connection_id, **(headers or {}))
+    ) -> TestResponse:
+        all_headers = self.headers(contract.DISCONNECT, connection_id, None, **(headers or {}))
         slug = contract.route_slug(contract.DISCONNECT)
         return self._post(slug, None, "", all_headers)

@@ -93,7 +93,9 @@ class WebSocketTestClient:
                 max_size=None,
             ).__enter__()
         except InvalidStatus as exc:
-            raise HandshakeRejected(exc.response.status_code, exc.response.body or b"") from None
+            raise HandshakeRejected(
+                exc.response.status_code, bytes(exc.response.body or b"")
+            ) from None
         return self
 
     def _open(self) -> ClientConnection:
@@ -199,7 +201,9 @@ class AsyncWebSocketTestClient:
                 max_size=None,
             )
         except InvalidStatus as exc:
-            raise HandshakeRejected(exc.response.status_code, exc.response.body or b"") from None
+            raise HandshakeRejected(
+                exc.response.status_code, bytes(exc.response.body or b"")
+            ) from None
         return self
 
     def _open(self) -> AsyncConnection:

@@ -133,7 +133,7 @@ LOCAL_TRANSPORT = "django_aws_api_gateway_websockets.transports.aws.LocalGateway
 def transport_path() -> str:
     """``TRANSPORT``; with ``LOCAL_GATEWAY_URL`` set, the AWS transport becomes the local one
     (same protocol, placeholder credentials), so only the setting changes between the two."""
-    path = ws_settings.TRANSPORT
+    path: str = ws_settings.TRANSPORT
     if path == AWS_TRANSPORT and ws_settings.LOCAL_GATEWAY_URL:
         return LOCAL_TRANSPORT
     return path
