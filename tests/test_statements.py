@@ -141,8 +141,15 @@ def test_an_error_inside_connect_rolls_the_whole_connect_back(gateway, user, mon
     ws = GatewayClient(Client(raise_request_exception=True), gateway, source_ip="203.0.113.78")
     with pytest.raises(RuntimeError):
         ws.connect(token=token)
-    assert WebSocketToken.objects.get(token_hash=hash_token(token)).used_at is None
-    assert _count("connect:ip:203.0.113.78") == 0
+    spent = WebSocketToken.objects.get(token_hash=hash_token(token)).used_at
+    if connection.vendor in statements.ONE_COMMIT_VENDORS:
+        assert spent is None
+        assert _count("connect:ip:203.0.113.78") == 0
+    else:
+        # MySQL/MariaDB commit each $connect statement on its own (the rate-limit upsert must be
+        # free to retry after an InnoDB deadlock): what ran before the error stays, as before.
+        assert spent is not None
+        assert _count("connect:ip:203.0.113.78") == 1
     assert not WebSocketSession.objects.exists()
 
 
