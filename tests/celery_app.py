@@ -34,3 +34,6 @@ def _setup_django() -> None:
 
 
 _setup_django()
+# As a project's Celery app does: finds django_aws_api_gateway_websockets.tasks, whose task is
+# created on TASK_BACKEND and so registered with this app by django-tasks-celery.
+app.autodiscover_tasks()
