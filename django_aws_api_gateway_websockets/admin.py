@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -22,19 +22,8 @@ from .models import (
 )
 from .provisioning import Provisioner, ProvisioningError
 
-if TYPE_CHECKING:
-    _ReadOnlyBase = admin.ModelAdmin[Any]
-    _RouteInlineBase = admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]
-    _GatewayAdminBase = admin.ModelAdmin[ApiGateway]
-    _RouteAdminBase = admin.ModelAdmin[ApiGatewayAdditionalRoute]
-else:
-    # The admin classes are generic in django-stubs only: subscripting them at runtime needs
-    # django_stubs_ext.monkeypatch(), which a site using this package need not run.
-    _ReadOnlyBase = _GatewayAdminBase = _RouteAdminBase = admin.ModelAdmin
-    _RouteInlineBase = admin.TabularInline
 
-
-class ReadOnlyAdmin(_ReadOnlyBase):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     """Rows only the package writes: viewable and deletable, never added or edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -44,7 +33,7 @@ class ReadOnlyAdmin(_ReadOnlyBase):
         return False
 
 
-class AdditionalRouteInline(_RouteInlineBase):
+class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
     model = ApiGatewayAdditionalRoute
     extra = 0
     fields = ["route_key", "route_slug", "integration_uri", "two_way", "deployed"]
@@ -52,7 +41,7 @@ class AdditionalRouteInline(_RouteInlineBase):
 
 
 @admin.register(ApiGateway)
-class ApiGatewayAdmin(_GatewayAdminBase):
+class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
     list_display = [
         "name",
         "api_id",
@@ -186,7 +175,7 @@ class ApiGatewayAdmin(_GatewayAdminBase):
 
 
 @admin.register(ApiGatewayAdditionalRoute)
-class ApiGatewayAdditionalRouteAdmin(_RouteAdminBase):
+class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin[ApiGatewayAdditionalRoute]):
     list_display = ["route_key", "gateway", "route_slug", "two_way", "deployed"]
     list_filter = ["deployed", "two_way", "gateway"]
     search_fields = ["route_key", "route_slug", "gateway__name"]
