@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -22,8 +22,25 @@ from .models import (
 )
 from .provisioning import Provisioner, ProvisioningError
 
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin
+    TabularInline = admin.TabularInline
+else:
+    # Django's admin classes are generic only in django-stubs: at runtime ``ModelAdmin[Model]``
+    # works only in projects that call ``django_stubs_ext.monkeypatch()``.
 
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    class _Subscriptable:
+        def __class_getitem__(cls, item: Any) -> type:
+            return cls
+
+    class ModelAdmin(_Subscriptable, admin.ModelAdmin):
+        pass
+
+    class TabularInline(_Subscriptable, admin.TabularInline):
+        pass
+
+
+class ReadOnlyAdmin(ModelAdmin[Any]):
     """Rows only the package writes: viewable and deletable, never added or edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -33,7 +50,7 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
-class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
+class AdditionalRouteInline(TabularInline[ApiGatewayAdditionalRoute, ApiGateway]):
     model = ApiGatewayAdditionalRoute
     extra = 0
     fields = ["route_key", "route_slug", "integration_uri", "two_way", "deployed"]
@@ -41,7 +58,7 @@ class AdditionalRouteInline(admin.TabularInline[ApiGatewayAdditionalRoute, ApiGa
 
 
 @admin.register(ApiGateway)
-class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
+class ApiGatewayAdmin(ModelAdmin[ApiGateway]):
     list_display = [
         "name",
         "api_id",
@@ -175,7 +192,7 @@ class ApiGatewayAdmin(admin.ModelAdmin[ApiGateway]):
 
 
 @admin.register(ApiGatewayAdditionalRoute)
-class ApiGatewayAdditionalRouteAdmin(admin.ModelAdmin[ApiGatewayAdditionalRoute]):
+class ApiGatewayAdditionalRouteAdmin(ModelAdmin[ApiGatewayAdditionalRoute]):
     list_display = ["route_key", "gateway", "route_slug", "two_way", "deployed"]
     list_filter = ["deployed", "two_way", "gateway"]
     search_fields = ["route_key", "route_slug", "gateway__name"]
