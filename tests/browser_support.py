@@ -236,7 +236,13 @@ def sign_in(browser: Any, stack: DemoStack, username: str, room: str = "lobby") 
     context = browser.new_context(viewport={"width": 1100, "height": 720})
     page = context.new_page()
     page.sockets = []  # type: ignore[attr-defined]
-    page.on("websocket", lambda ws: page.sockets.append(ws.url))  # type: ignore[attr-defined]
+    page.frames_sent = []  # type: ignore[attr-defined]
+
+    def opened(ws: Any) -> None:
+        page.sockets.append(ws.url)
+        ws.on("framesent", lambda payload: page.frames_sent.append(payload))
+
+    page.on("websocket", opened)
     page.goto(f"{stack.url}/login/?next=/room/{room}/")
     page.click(f"button[data-user={username}]")
     page.wait_for_url(f"**/room/{room}/")

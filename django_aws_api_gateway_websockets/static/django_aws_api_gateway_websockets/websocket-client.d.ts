@@ -39,6 +39,8 @@ export interface WebSocketClientOptions {
   requestTimeoutMs?: number;
   /** How long a replaced socket stays open after its successor opened (default 1000). */
   overlapMs?: number;
+  /** How much longer frames the replaced socket delivered are not delivered again (5000). */
+  dedupeMs?: number;
   /** Most messages kept while disconnected (default 1000). */
   maxQueue?: number;
   /** The keep-alive message (default `{action: "ping"}`). */

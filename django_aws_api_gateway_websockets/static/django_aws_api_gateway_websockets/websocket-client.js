@@ -38,6 +38,8 @@ const DEFAULTS = {
   requestTimeoutMs: 15000,
   /** How long the replaced socket stays open after its successor opened. */
   overlapMs: 1000,
+  /** How much longer a frame the replaced socket delivered is not delivered again. */
+  dedupeMs: 5000,
   maxQueue: 1000,
   pingMessage: { action: "ping" },
 };
@@ -411,7 +413,7 @@ export class WebSocketClient extends EventTarget {
     }
     if (this._overlap) {
       this._overlap.old.ws.close(1000);
-      this._overlap = null;
+      this._overlap = null; // a new channel or a stop: nothing to deduplicate against
     }
     for (const [id, pending] of this._pending) {
       clearTimeout(pending.timer);
@@ -440,16 +442,20 @@ export class WebSocketClient extends EventTarget {
     }, ms);
   }
 
-  /** The replaced socket stays open for overlapMs, so nothing sent to it in flight is lost. */
+  /**
+   * The replaced socket stays open for overlapMs, so nothing sent to it in flight is lost.
+   * Frames it delivered are remembered for dedupeMs more: the server may still be delivering
+   * the same broadcast to the new connection (it retries sends to a connection that is opening).
+   */
   _retire(record) {
     record.retired = true;
     if (this._overlap) this._overlap.old.ws.close(1000);
     const overlap = { old: record, oldSeen: new Map(), freshSeen: new Map() };
     this._overlap = overlap;
+    setTimeout(() => record.ws.close(1000, "replaced"), this.options.overlapMs);
     setTimeout(() => {
-      record.ws.close(1000, "replaced");
       if (this._overlap === overlap) this._overlap = null;
-    }, this.options.overlapMs);
+    }, this.options.overlapMs + this.options.dedupeMs);
   }
 
   _clearTimers() {
