@@ -60,7 +60,8 @@ client.addEventListener("refused", ({ detail }) => {
   refusalBox.textContent = `Not allowed in #${client.channel}: ${detail.reason} (${detail.status})`;
   refusalBox.hidden = false;
 });
-client.addEventListener("open", async () => {
+client.addEventListener("open", async ({ detail }) => {
+  if (detail.rotation) return; // replaced before the 2-hour limit: nothing was missed
   try {
     for (const line of await client.request("history")) addLine(line);
   } catch (error) {
