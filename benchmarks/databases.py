@@ -1,7 +1,8 @@
 """Put the events benchmark's results on SQLite, PostgreSQL and MariaDB side by side.
 
 ``scripts/bench`` runs ``benchmarks.events`` once per database, each writing
-``benchmarks/results/events-<vendor>.md``; this reads their tables (queries per event and
+``benchmarks/results/events-<vendor>.md`` (``events-<vendor>-quick.md`` with ``--quick``, which
+this program takes too); this reads their tables (queries per event and
 events per second for each event type) and writes ``benchmarks/results/databases.md``. A
 database whose results file is missing is left out (and named).
 """
@@ -28,11 +29,13 @@ def read_table(path: Path) -> dict[str, tuple[str, str]]:
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    suffix = "-quick" if "--quick" in args else ""
     found = {}
     missing = []
     for vendor, label in DATABASES:
-        path = RESULTS_DIR / f"events-{vendor}.md"
+        path = RESULTS_DIR / f"events-{vendor}{suffix}.md"
         if path.exists():
             found[label] = read_table(path)
         else:
@@ -45,7 +48,7 @@ def main() -> int:
     lines = [
         "# WebSocket events: databases side by side",
         "",
-        "Queries per event (max) and events per second, from `benchmarks/results/events-*.md` "
+        "Queries per event and events per second, from `benchmarks/results/events-*.md` "
         "of the same `scripts/bench` run.",
         "",
         "| event | " + " | ".join(f"{db} queries | {db} events/s" for db in labels) + " |",
@@ -61,7 +64,7 @@ def main() -> int:
         lines += ["", "Not measured in this run: " + ", ".join(missing) + "."]
     text = "\n".join(lines) + "\n"
     print(text)
-    (RESULTS_DIR / "databases.md").write_text(text, encoding="utf-8")
+    (RESULTS_DIR / f"databases{suffix}.md").write_text(text, encoding="utf-8")
     return 0
 
 
