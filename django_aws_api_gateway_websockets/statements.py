@@ -320,20 +320,6 @@ def _build_upsert(db: BaseDatabaseWrapper, alias: str) -> _Upsert | None:
     return _Upsert(sql=sql, columns=columns, returns_pk=returns_pk)
 
 
-def _returned_rows(db: BaseDatabaseWrapper, cursor: Any) -> list[Any]:
-    """The rows of the upsert's ``RETURNING`` clause, read as Django's compiler reads them:
-    ``fetch_returned_insert_rows(cursor)`` up to Django 5.2, ``fetch_returned_rows(cursor,
-    returning_params)`` from 6.0. Returning parameters are empty here: a backend with some
-    (Oracle) adds them to the statement's parameters, fails the check in :func:`_build_upsert`
-    and uses ``bulk_create``."""
-    ops = db.ops
-    if hasattr(ops, "fetch_returned_insert_rows"):  # Django < 6.0
-        rows: list[Any] = ops.fetch_returned_insert_rows(cursor)
-    else:
-        rows = ops.fetch_returned_rows(cursor, ())
-    return rows
-
-
 def upsert_session(session: WebSocketSession) -> None:
     """Insert the new session, or overwrite the row of a repeated ``$connect`` for the same
     connection id; one statement. Sets ``session.pk`` where the backend returns it, as
