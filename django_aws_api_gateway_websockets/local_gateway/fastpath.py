@@ -30,7 +30,8 @@ from . import ids
 from .management import ManagementApi, ManagementError
 
 _CONNECTIONS = frozenset({"@connections", "%40connections"})
-_HOST_SUFFIX = ".execute-api.localhost"
+#: ``<apiId>.execute-api.localhost`` hosts carry the API id, as AWS host names do.
+HOST_SUFFIX = ".execute-api.localhost"
 #: Read at most this much of a body: one byte over the limit is enough to answer 413.
 _BODY_LIMIT = contract.MAX_MESSAGE_BYTES + 1
 _REASONS = {
@@ -92,8 +93,8 @@ def management_target(path: str, host: str) -> tuple[str, str, str] | None:
     or ``None`` for any other request."""
     parts = path.split("?", 1)[0].split("/")
     host = host.split(":", 1)[0].lower()
-    if host.endswith(_HOST_SUFFIX):
-        parts.insert(1, host[: -len(_HOST_SUFFIX)])
+    if host.endswith(HOST_SUFFIX):
+        parts.insert(1, host[: -len(HOST_SUFFIX)])
     if len(parts) != 5 or parts[3] not in _CONNECTIONS:
         return None
     return parts[1], parts[2], parts[4]

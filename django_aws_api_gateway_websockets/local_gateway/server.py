@@ -23,13 +23,10 @@ from aiohttp import web
 
 from .config import GatewayConfig
 from .dataplane import DataPlane, forbidden
-from .fastpath import Sniffer
+from .fastpath import HOST_SUFFIX, Sniffer, management_target
 from .integration import Backend
 from .management import ManagementApi
 from .store import GatewayStore
-
-_HOST_SUFFIX = ".execute-api.localhost"
-_CONNECTIONS = frozenset({"@connections", "%40connections"})
 
 
 def _control_plane() -> Any:
@@ -122,15 +119,17 @@ class LocalGateway:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         """Route a data-plane or Management API request by its raw path (ids are decoded here,
         once, so ``=`` sent as ``%3D`` and ``@`` as ``%40`` both work)."""
+        target = management_target(request.raw_path, request.host)
+        if target is not None:
+            api_id, stage, connection_id = target
+            return await self.management.handle(
+                request, api_id, unquote(stage), unquote(connection_id)
+            )
         parts = request.raw_path.split("?", 1)[0].split("/")
         host = request.host.split(":", 1)[0].lower()
-        if host.endswith(_HOST_SUFFIX):
-            parts.insert(1, host[: -len(_HOST_SUFFIX)])
+        if host.endswith(HOST_SUFFIX):
+            parts.insert(1, host[: -len(HOST_SUFFIX)])
         count = len(parts)
-        if count == 5 and parts[3] in _CONNECTIONS:
-            return await self.management.handle(
-                request, parts[1], unquote(parts[2]), unquote(parts[4])
-            )
         if count in (3, 4) and (count == 3 or parts[3] == "") and request.method == "GET":
             return await self.data_plane.handle(request, parts[1], unquote(parts[2]))
         return forbidden()
