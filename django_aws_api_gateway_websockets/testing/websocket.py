@@ -52,8 +52,8 @@ def _close_code(exc: ConnectionClosed) -> tuple[int, str]:
     return ABNORMAL_CLOSURE, ""
 
 
-class WebSocketTestClient:
-    """One browser-like connection. ``with WebSocketTestClient(url, query={...}) as ws:``."""
+class _HandshakeOptions:
+    """What both clients send on the handshake: URL with query string, headers, subprotocols."""
 
     def __init__(
         self,
@@ -73,9 +73,14 @@ class WebSocketTestClient:
         self.subprotocols = subprotocols
         self.user_agent = user_agent
         self.open_timeout = open_timeout
-        self.connection: ClientConnection | None = None
         #: ``(code, reason)`` once the connection is closed.
         self.closed: tuple[int, str] | None = None
+
+
+class WebSocketTestClient(_HandshakeOptions):
+    """One browser-like connection. ``with WebSocketTestClient(url, query={...}) as ws:``."""
+
+    connection: ClientConnection | None = None
 
     def connect(self) -> WebSocketTestClient:
         """Open the socket; :class:`HandshakeRejected` if the gateway answers the upgrade with
@@ -165,29 +170,10 @@ class WebSocketTestClient:
         self.close()
 
 
-class AsyncWebSocketTestClient:
+class AsyncWebSocketTestClient(_HandshakeOptions):
     """:class:`WebSocketTestClient` for async tests (``async with``, ``await ws.receive()``)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        origin: str | None = None,
-        subprotocols: list[str] | None = None,
-        user_agent: str = BROWSER_USER_AGENT,
-        open_timeout: float = 10.0,
-    ) -> None:
-        self.url = build_url(url, query)
-        self.headers = dict(headers or {})
-        if origin:
-            self.headers["Origin"] = origin
-        self.subprotocols = subprotocols
-        self.user_agent = user_agent
-        self.open_timeout = open_timeout
-        self.connection: AsyncConnection | None = None
-        self.closed: tuple[int, str] | None = None
+    connection: AsyncConnection | None = None
 
     async def connect(self) -> AsyncWebSocketTestClient:
         try:
